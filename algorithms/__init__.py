@@ -1,0 +1,1 @@
+"""Our implementations of NPG, TRPO, PPO and ACER, plus the SB3 reference adapters."""

@@ -1,0 +1,2 @@
+"""The small shared core every algorithm reuses: vector envs with normalisation, GAE,
+rollout storage, networks and action distributions."""

@@ -1,0 +1,71 @@
+"""On-policy rollout storage and collection, shared by PPO, NPG and TRPO."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from algorithms.core.envs import VecEnv
+from algorithms.core.gae import gae
+from algorithms.core.nets import ActorCritic
+
+
+class RolloutBuffer:
+    """T steps × N envs of (s, a, log π_old(a|s), V(s), r, terminated, episode end, V(s'))."""
+
+    def __init__(self, T: int, env: VecEnv) -> None:
+        self.T, self.N, self.env = T, env.n, env
+        obs_space, act_space = env.single_observation_space, env.single_action_space
+        obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+        self.obs = torch.zeros((T, self.N, *obs_space.shape), dtype=obs_dtype)
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        self.actions = torch.zeros((T, self.N) if self.discrete else (T, self.N, *act_space.shape))
+        if not self.discrete:
+            self.low = act_space.low
+            self.high = act_space.high
+        self.logp, self.values, self.rewards, self.next_values = (torch.zeros(T, self.N) for _ in range(4))
+        self.terminated, self.episode_end = torch.zeros(T, self.N), torch.zeros(T, self.N)
+
+    @torch.inference_mode()
+    def collect(self, policy: ActorCritic) -> None:
+        """Run the current policy for T steps. Continuous actions are clipped to the action
+        bounds for the env only; the stored action is the sampled one."""
+        env = self.env
+        truncated_at: list[tuple[int, int, np.ndarray]] = []
+        obs = torch.as_tensor(env.obs)
+        for t in range(self.T):
+            self.obs[t] = obs
+            dist, v = policy(obs)
+            a = dist.sample()
+            self.actions[t] = a
+            self.logp[t] = dist.log_prob(a)
+            self.values[t] = v
+            a_np = a.numpy()
+            if not self.discrete:
+                a_np = np.clip(a_np, self.low, self.high)
+            next_obs, r, term, trunc = env.step(a_np)
+            self.rewards[t] = torch.from_numpy(r)
+            self.terminated[t] = torch.from_numpy(term)
+            self.episode_end[t] = torch.from_numpy(term | trunc)
+            for i in np.flatnonzero(trunc & ~term):
+                truncated_at.append((t, int(i), env.final_obs[i].copy()))
+            obs = torch.as_tensor(next_obs)
+        self.next_values[:-1] = self.values[1:]
+        self.next_values[-1] = policy.value(obs)
+        if truncated_at:   # time-limit truncation bootstraps with V(s_T) of the final observation
+            finals = torch.as_tensor(np.stack([o for _, _, o in truncated_at]))
+            v_final = policy.value(finals)
+            for (t, i, _), v in zip(truncated_at, v_final):
+                self.next_values[t, i] = v
+
+    def advantages(self, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return gae(self.rewards, self.values, self.next_values, self.terminated, self.episode_end, gamma, lam)
+
+    def flat(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        return [x.reshape(self.T * self.N, *x.shape[2:]) for x in tensors]
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """1 − Var[y − ŷ] / Var[y] (nan when Var[y] = 0)."""
+    var_y = target.var()
+    return float("nan") if var_y == 0 else float(1 - (target - pred).var() / var_y)

@@ -1,0 +1,96 @@
+"""Action distributions written out in closed form.
+
+Written here rather than taken from ``torch.distributions`` for two reasons: the closed
+forms are what NPG/TRPO/ACER differentiate (KL, its gradient w.r.t. the statistics φ), and
+they skip argument validation on the hot path. Tests compare them with torch.distributions.
+
+A distribution is described by its statistics φ:
+  * Categorical: logits (…, K)
+  * DiagGaussian: (mean (…, D), log_std (…, D))
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class Categorical:
+    logits: torch.Tensor  # unnormalised; normalised on construction
+
+    def __post_init__(self) -> None:
+        self.logits = self.logits - self.logits.logsumexp(-1, keepdim=True)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.exp()
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.multinomial(self.probs.reshape(-1, self.logits.shape[-1]), 1, generator=generator).reshape(
+            self.logits.shape[:-1]
+        )
+
+    def mode(self) -> torch.Tensor:
+        return self.logits.argmax(-1)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.logits.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.probs * self.logits).sum(-1)
+
+    def kl(self, other: Categorical) -> torch.Tensor:
+        """KL(self ‖ other) = Σ_a p(a) (log p(a) − log q(a))."""
+        return (self.probs * (self.logits - other.logits)).sum(-1)
+
+    def detach(self) -> Categorical:
+        return Categorical(self.logits.detach())
+
+    def __getitem__(self, idx) -> Categorical:
+        return Categorical(self.logits[idx])
+
+
+@dataclass
+class DiagGaussian:
+    mean: torch.Tensor
+    log_std: torch.Tensor  # broadcastable to mean
+
+    def __post_init__(self) -> None:
+        self.log_std = self.log_std.expand_as(self.mean)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.log_std.exp()
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype)
+        return self.mean + self.std * eps
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        z = (actions - self.mean) * torch.exp(-self.log_std)
+        return (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return (self.log_std + 0.5 * (1.0 + LOG_2PI)).sum(-1)
+
+    def kl(self, other: DiagGaussian) -> torch.Tensor:
+        """KL(self ‖ other) = Σ_d log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²) / (2σ_q²) − ½."""
+        var_p = torch.exp(2 * self.log_std)
+        var_q = torch.exp(2 * other.log_std)
+        return (other.log_std - self.log_std + (var_p + (self.mean - other.mean).pow(2)) / (2 * var_q) - 0.5).sum(-1)
+
+    def detach(self) -> DiagGaussian:
+        return DiagGaussian(self.mean.detach(), self.log_std.detach())
+
+    def __getitem__(self, idx) -> DiagGaussian:
+        return DiagGaussian(self.mean[idx], self.log_std[idx])
+
+
+Distribution = Categorical | DiagGaussian

@@ -1,0 +1,146 @@
+"""Vectorised environments with episode statistics and VecNormalize-style normalisation.
+
+``VecEnv`` steps ``n`` gymnasium envs in lock-step and auto-resets them *in the same step*:
+on an episode end the returned observation is the first of the next episode, and the
+final observation of the finished one is kept in ``final_obs`` so that time-limit
+truncation can bootstrap with V(s_T). This is gymnasium's SAME_STEP autoreset semantics
+without the per-step ``info`` dictionary merging of ``gymnasium.vector``, which costs more
+than a CartPole step.
+
+Episode returns are the *raw* rewards (before any normalisation or clipping), read from
+``gymnasium.wrappers.RecordEpisodeStatistics`` inside each sub-env: the same monitor the
+Stable-Baselines3 reference runs use.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+class RunningMeanStd:
+    """Running mean and variance with the parallel (Chan et al.) update."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+
+    def update(self, x: np.ndarray) -> None:
+        b_mean, b_var, b_count = x.mean(0), x.var(0), x.shape[0]
+        delta = b_mean - self.mean
+        tot = self.count + b_count
+        self.mean = self.mean + delta * b_count / tot
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / tot
+        self.var = m2 / tot
+        self.count = tot
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.mean, self.var, self.count = s["mean"].copy(), s["var"].copy(), s["count"]
+
+
+class VecEnv:
+    """``n`` envs stepped in lock-step, SAME_STEP autoreset, optional normalisation.
+
+    ``step`` returns ``(obs, reward, terminated, truncated)`` as arrays; after it,
+    ``final_obs`` holds, for every env, the observation that followed the action (the
+    terminal one where an episode ended) — already normalised like ``obs``.
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        seed: int,
+        norm_obs: bool = False,
+        norm_reward: bool = False,
+        gamma: float = 0.99,
+        clip_obs: float = 10.0,
+        clip_reward: float = 10.0,
+    ) -> None:
+        self.envs = [fn() for fn in env_fns]
+        self.n = len(self.envs)
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.norm_obs, self.norm_reward = norm_obs, norm_reward
+        self.gamma, self.clip_obs, self.clip_reward = gamma, clip_obs, clip_reward
+        self.obs_rms = RunningMeanStd(self.single_observation_space.shape)
+        self.ret_rms = RunningMeanStd(())
+        self._ret = np.zeros(self.n)
+        self._episode_returns: list[float] = []
+        self._episode_lengths: list[int] = []
+        self.training = True
+        raw = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(self.envs)])
+        for i, e in enumerate(self.envs):
+            e.action_space.seed(seed + i)
+        self._raw_obs = raw
+        if self.norm_obs:
+            self.obs_rms.update(raw)
+        self.obs = self.normalize_obs(raw)
+        self.final_obs = self.obs.copy()
+
+    # --- normalisation ---------------------------------------------------------------
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        if not self.norm_obs:
+            return obs.astype(np.float32) if obs.dtype == np.float64 else obs
+        z = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(z, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def _normalize_reward(self, r: np.ndarray, done: np.ndarray) -> np.ndarray:
+        if not self.norm_reward:
+            return r
+        self._ret = self._ret * self.gamma + r
+        if self.training:
+            self.ret_rms.update(self._ret)
+        self._ret[done] = 0.0
+        return np.clip(r / np.sqrt(self.ret_rms.var + 1e-8), -self.clip_reward, self.clip_reward)
+
+    # --- stepping --------------------------------------------------------------------
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        n = self.n
+        raw_next = np.empty_like(self._raw_obs)
+        raw_final = np.empty_like(self._raw_obs)
+        rew = np.empty(n, np.float64)
+        term = np.empty(n, bool)
+        trunc = np.empty(n, bool)
+        for i, env in enumerate(self.envs):
+            o, r, te, tr, info = env.step(actions[i])
+            rew[i], term[i], trunc[i] = r, te, tr
+            raw_final[i] = o
+            if te or tr:
+                ep = info.get("episode")
+                if ep is not None:
+                    self._episode_returns.append(float(ep["r"]))
+                    self._episode_lengths.append(int(ep["l"]))
+                o, _ = env.reset()
+            raw_next[i] = o
+        if self.norm_obs and self.training:
+            self.obs_rms.update(raw_final)
+        done = term | trunc
+        self._raw_obs = raw_next
+        self.obs = self.normalize_obs(raw_next)
+        self.final_obs = self.normalize_obs(raw_final)
+        return self.obs, self._normalize_reward(rew, done).astype(np.float32), term, trunc
+
+    def pop_episodes(self) -> tuple[list[float], list[int]]:
+        """Raw returns and lengths of the training episodes finished since the last call."""
+        r, l = self._episode_returns, self._episode_lengths
+        self._episode_returns, self._episode_lengths = [], []
+        return r, l
+
+    # --- checkpointing ----------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"obs_rms": self.obs_rms.state_dict(), "ret_rms": self.ret_rms.state_dict(), "ret": self._ret.copy()}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.obs_rms.load_state_dict(s["obs_rms"])
+        self.ret_rms.load_state_dict(s["ret_rms"])
+        self._ret = s["ret"].copy()
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()

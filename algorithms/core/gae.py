@@ -1,0 +1,38 @@
+"""Generalised advantage estimation (Schulman et al. 2016).
+
+    δ_t = r_t + γ (1 − d_t) V(s_{t+1}) − V(s_t)
+    A_t = δ_t + γ λ (1 − d_t) (1 − e_t) A_{t+1}
+
+``d_t`` (terminated) zeroes the bootstrap only on a true termination. ``e_t`` marks the end
+of an episode for any reason (terminated or truncated by a time limit): it cuts the
+recursion, while a truncated step still bootstraps from V(s_{t+1}) of the *final*
+observation, which the caller passes in ``next_values``.
+"""
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    episode_end: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All inputs are ``(T, N)``. ``next_values[t]`` is V(s_{t+1}) where s_{t+1} is the
+    observation the env returned after step t (the final observation on an episode end).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    not_term = 1.0 - terminated.float()
+    not_end = 1.0 - episode_end.float()
+    delta = rewards + gamma * not_term * next_values - values
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in range(T - 1, -1, -1):
+        last = delta[t] + gamma * lam * not_end[t] * last
+        adv[t] = last
+    return adv, adv + values

@@ -1,0 +1,140 @@
+"""Proximal Policy Optimization, clipped objective with GAE (Schulman et al. 2017; seed §4.5.4).
+
+Maximises, over K epochs of minibatches drawn from N envs × T steps collected with π_old,
+
+    L^CLIP(θ) = E_t[ min(ρ_t(θ) A_t, clip(ρ_t(θ), 1 − ε, 1 + ε) A_t) ],   ρ_t = π_θ(a_t|s_t) / π_old(a_t|s_t)
+
+together with the critic's squared error and an entropy bonus:
+
+    loss = −L^CLIP + c_v · E[(V_φ(s_t) − R_t)²] − c_e · E[H(π_θ(·|s_t))]
+
+A_t is GAE(γ, λ), normalised per minibatch; R_t = A_t + V_old(s_t).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from algorithms.base import Algorithm, BaseConfig, ConfigError
+from algorithms.core.buffer import RolloutBuffer, explained_variance
+from algorithms.core.nets import ActorCritic
+
+
+@dataclasses.dataclass
+class PPOConfig(BaseConfig):
+    """Defaults are Stable-Baselines3's PPO defaults."""
+
+    n_steps: int = 2048
+    batch_size: int = 64
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    lr_schedule: str = "constant"          # "constant" or "linear" (to 0 over the run)
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2                # ε
+    clip_range_schedule: str = "constant"  # "constant" or "linear"
+    clip_range_vf: float | None = None     # value clipping (None: off)
+    normalize_advantage: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None
+    log_std_init: float = 0.0
+
+    def validate(self) -> None:
+        if self.lr_schedule not in ("constant", "linear") or self.clip_range_schedule not in ("constant", "linear"):
+            raise ConfigError("lr_schedule / clip_range_schedule must be 'constant' or 'linear'")
+        if self.batch_size > self.n_steps * self.n_envs:
+            raise ConfigError(f"batch_size={self.batch_size} exceeds n_steps*n_envs={self.n_steps * self.n_envs}")
+        if not 0 < self.clip_range:
+            raise ConfigError("clip_range must be > 0")
+
+
+def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:
+    """Per-sample L^CLIP = min(ρ A, clip(ρ, 1−ε, 1+ε) A)."""
+    return torch.min(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)
+
+
+class PPO(Algorithm):
+    name = "ppo"
+    Config = PPOConfig
+
+    def __init__(self, cfg: PPOConfig, run) -> None:
+        super().__init__(cfg, run)
+        self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward)
+        self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
+                                  cfg.net_arch, cfg.activation, cfg.log_std_init)
+        self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.buffer = RolloutBuffer(cfg.n_steps, self.env)
+        self.step = 0
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.policy.dist(torch.as_tensor(self.env.normalize_obs(obs))).mode().numpy()
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "env": self.env.state_dict(),
+                "step": self.step}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.policy.load_state_dict(s["policy"])
+        self.opt.load_state_dict(s["opt"])
+        self.env.load_state_dict(s["env"])
+        self.step = s["step"]
+
+    def learn(self) -> None:
+        cfg, run, buf, pi = self.cfg, self.run, self.buffer, self.policy
+        per_update = cfg.n_steps * cfg.n_envs
+        while self.step < run.total_steps:
+            frac = 1.0 - self.step / run.total_steps     # 1 → 0 over the run
+            lr = cfg.learning_rate * (frac if cfg.lr_schedule == "linear" else 1.0)
+            eps = cfg.clip_range * (frac if cfg.clip_range_schedule == "linear" else 1.0)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+
+            buf.collect(pi)
+            self.step += per_update
+            A, R = buf.advantages(cfg.gamma, cfg.gae_lambda)
+            obs, act, logp_old, v_old, A, R = buf.flat(buf.obs, buf.actions, buf.logp, buf.values, A, R)
+
+            n = obs.shape[0]
+            stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")}
+            stop = False
+            for _epoch in range(cfg.n_epochs):
+                perm = torch.randperm(n)
+                for start in range(0, n, cfg.batch_size):
+                    idx = perm[start:start + cfg.batch_size]
+                    dist, v = pi(obs[idx])
+                    logp = dist.log_prob(act[idx])
+                    log_ratio = logp - logp_old[idx]
+                    ratio = log_ratio.exp()                                   # ρ_t(θ)
+                    a = A[idx]
+                    if cfg.normalize_advantage and len(idx) > 1:
+                        a = (a - a.mean()) / (a.std() + 1e-8)
+                    pg_loss = -clipped_surrogate(ratio, a, eps).mean()        # −L^CLIP
+                    if cfg.clip_range_vf is not None:
+                        v = v_old[idx] + (v - v_old[idx]).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
+                    v_loss = (R[idx] - v).pow(2).mean()
+                    entropy = dist.entropy().mean()
+                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+                    with torch.no_grad():
+                        approx_kl = ((ratio - 1) - log_ratio).mean().item()   # Schulman's k3 estimator
+                    if cfg.target_kl is not None and approx_kl > 1.5 * cfg.target_kl:
+                        stop = True
+                        break
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(pi.parameters(), cfg.max_grad_norm)
+                    self.opt.step()
+                    stats["pg_loss"].append(pg_loss.item())
+                    stats["value_loss"].append(v_loss.item())
+                    stats["entropy"].append(entropy.item())
+                    stats["approx_kl"].append(approx_kl)
+                    stats["clip_fraction"].append(((ratio - 1).abs() > eps).float().mean().item())
+                if stop:
+                    break
+            diag = {k: float(np.mean(v)) if v else float("nan") for k, v in stats.items()}
+            diag.update(explained_variance=explained_variance(v_old, R), learning_rate=lr, clip_range=eps,
+                        n_epochs_done=_epoch + (0 if stop else 1))
+            run.log_update(self.step, diag)

@@ -1,0 +1,41 @@
+"""Name → algorithm. Adding an algorithm is one file in ``algorithms/`` and one line here.
+
+Entries are "module:Class" strings, imported only when used, so a missing optional
+dependency of one algorithm does not break the others. A variant (an ablation, a preset) is
+a ``("module:Class", {hyper-parameter: value})`` pair: same code, different defaults.
+"""
+from __future__ import annotations
+
+import importlib
+
+from typing import Any
+
+from algorithms.base import Algorithm, ConfigError
+
+Target = str | type[Algorithm] | tuple[str | type[Algorithm], dict[str, Any]]
+
+ALGORITHMS: dict[str, Target] = {
+    "ppo": "algorithms.ppo:PPO",
+}
+
+
+def register(name: str, target: Target) -> None:
+    """Register at run time (plugins, tests). ``target`` as in ``ALGORITHMS``."""
+    ALGORITHMS[name] = target
+
+
+def get(name: str) -> tuple[type[Algorithm], dict[str, Any]]:
+    """The algorithm class registered under ``name`` and the variant's preset overrides."""
+    if name not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    target, preset = ALGORITHMS[name], {}
+    if isinstance(target, tuple):
+        target, preset = target
+    if isinstance(target, str):
+        module, cls = target.split(":")
+        try:
+            target = getattr(importlib.import_module(module), cls)
+        except ImportError as e:
+            raise ConfigError(f"algorithm {name!r} needs a package that is not installed ({e}); "
+                              "run `pip install -e .` from the repository root") from e
+    return target, dict(preset)

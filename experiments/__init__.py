@@ -1,0 +1,1 @@
+"""The runner (one run = one process), configuration loading and validation, benchmarks."""

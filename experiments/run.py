@@ -1,0 +1,48 @@
+"""Command line for one run.
+
+    python -m experiments.run --algo ppo --env CartPole-v1 --seed 0 --steps 100000 --out runs/x \
+        [--set key=value ...] [--device auto|cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from algorithms.base import ConfigError
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"--set expects key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", required=True)
+    p.add_argument("--env", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    from experiments.runner import execute
+    try:
+        s = execute(a.algo, a.env, a.seed, a.steps, a.out, parse_sets(a.sets), a.device, progress_bar=not a.no_progress)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{a.algo} {a.env} seed {a.seed}: status={s['status']} final_eval_return={s['final_eval_return']} "
+          f"steps/s={s['steps_per_second']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

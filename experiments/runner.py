@@ -1,0 +1,237 @@
+"""One run: build the algorithm, train it, evaluate on schedule, write the contract files.
+
+Contract, in the output directory:
+  progress.csv  one row per policy update: step, wall_s, episode_return, episodes, diagnostics
+  eval.csv      step, return_mean, return_std, n_episodes
+  summary.json  final_eval_return, total_steps, wall_s, steps_per_second, status, resolved
+                hyper-parameters, env id, seed, package versions, git commit
+All three are written atomically; summary.json last, so its presence means the run ended.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from algorithms import registry
+from algorithms.base import Algorithm, BaseConfig, ConfigError, build_config, config_dict
+from algorithms.core.envs import VecEnv
+from experiments.envs import ROOT, EnvCatalog, EnvSpec, check_dependencies, env_fns, load_catalog
+from experiments.evaluation import Evaluator
+from experiments.io import write_csv_atomic, write_json_atomic
+
+HYPERPARAMS_YAML = Path(__file__).resolve().parent / "config" / "hyperparams.yaml"
+EVAL_SEED_OFFSET = 1_000_003
+PACKAGES = ("torch", "numpy", "gymnasium", "ale-py", "mujoco", "stable-baselines3", "sb3-contrib")
+
+
+class Divergence(RuntimeError):
+    """NaN or inf in a loss or in the parameters."""
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_hyperparams(algo: str, spec: EnvSpec, overrides: Mapping[str, Any],
+                        hyperparams_file: Path = HYPERPARAMS_YAML) -> tuple[type[Algorithm], BaseConfig]:
+    """Config = dataclass defaults < variant preset < env family (envs.yaml) <
+    hyperparams.yaml (``family:NAME`` then env id) < ``overrides`` (--set)."""
+    cls, preset = registry.get(algo)
+    table = yaml.safe_load(hyperparams_file.read_text()) or {} if hyperparams_file.exists() else {}
+    merged: dict[str, Any] = dict(preset)
+    fields = {f for f in cls.Config.__dataclass_fields__}
+    merged.update({k: v for k, v in spec.hyperparams.items() if k in fields})
+    per_algo = table.get(algo, table.get(algo.split("-")[0], {})) or {}
+    merged.update(per_algo.get(f"family:{spec.family}", {}) or {})
+    merged.update(per_algo.get(spec.id, {}) or {})
+    merged.update(overrides)
+    cfg = build_config(cls.Config, merged, where=f" for {algo} on {spec.id}")
+    return cls, cfg
+
+
+@dataclass
+class RunContext:
+    """Implements ``algorithms.base.Run``: what an algorithm sees of the runner."""
+
+    algo_name: str
+    spec: EnvSpec
+    seed: int
+    total_steps: int
+    out: Path
+    device: torch.device = torch.device("cpu")
+    progress_bar: bool = True
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    eval_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.env_id = self.spec.id
+        self.t0 = time.perf_counter()
+        self.envs: list[VecEnv] = []
+        self.algo: Algorithm | None = None
+        self.evaluator = Evaluator(self.spec, self.spec.eval_episodes, EVAL_SEED_OFFSET + self.seed)
+        self.next_eval = 0
+        self.columns: list[str] = ["step", "wall_s", "episode_return", "episodes"]
+        self._bar = None
+        if self.progress_bar and sys.stderr.isatty():
+            from tqdm import tqdm
+            self._bar = tqdm(total=self.total_steps, unit="step", desc=f"{self.algo_name} {self.env_id} s{self.seed}")
+
+    # --- the Run protocol -------------------------------------------------------------
+    def make_env(self, n_envs: int, *, gamma: float = 0.99, norm_obs: bool = False, norm_reward: bool = False) -> VecEnv:
+        env_seed = int(np.random.SeedSequence([self.seed, len(self.envs)]).generate_state(1)[0] % 2**31)
+        env = VecEnv(env_fns(self.spec, n_envs), seed=env_seed, norm_obs=norm_obs, norm_reward=norm_reward, gamma=gamma)
+        self.envs.append(env)
+        return env
+
+    def env_fns(self, n_envs: int) -> list:
+        return env_fns(self.spec, n_envs)
+
+    def pop_episodes(self) -> list[float]:
+        returns: list[float] = []
+        for env in self.envs:
+            returns += env.pop_episodes()[0]
+        return returns
+
+    def log_update(self, step: int, diagnostics: Mapping[str, float], episode_returns: list[float] | None = None) -> None:
+        rets = self.pop_episodes() if episode_returns is None else episode_returns
+        row: dict[str, Any] = {"step": int(step), "wall_s": round(time.perf_counter() - self.t0, 3),
+                               "episode_return": float(np.mean(rets)) if rets else float("nan"), "episodes": len(rets)}
+        for k, v in diagnostics.items():
+            if k not in self.columns:
+                self.columns.append(k)
+            row[k] = float(v) if isinstance(v, int | float | np.floating | np.integer | bool) else v
+        self.rows.append(row)
+        bad = [k for k, v in diagnostics.items() if "loss" in k and isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise Divergence(f"non-finite {', '.join(bad)} at step {step}")
+        self._check_parameters(step)
+        if step >= self.next_eval:
+            self.evaluate(step)
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix(ret=row["episode_return"], eval=self.eval_rows[-1]["return_mean"] if self.eval_rows else None)
+
+    # --- evaluation, divergence, output -----------------------------------------------
+    def _check_parameters(self, step: int) -> None:
+        for name, mod in vars(self.algo or object()).items():
+            if isinstance(mod, torch.nn.Module):
+                for pname, p in mod.named_parameters():
+                    if not torch.isfinite(p).all():
+                        raise Divergence(f"non-finite parameter {name}.{pname} at step {step}")
+
+    def evaluate(self, step: int) -> None:
+        assert self.algo is not None
+        returns = self.evaluator(self.algo.predict)
+        self.eval_rows.append({"step": int(step), "return_mean": float(returns.mean()),
+                               "return_std": float(returns.std()), "n_episodes": len(returns)})
+        while self.next_eval <= step:
+            self.next_eval += self.spec.eval_freq
+        self.flush()
+
+    def flush(self) -> None:
+        write_csv_atomic(self.out / "progress.csv", self.rows, self.columns)
+        write_csv_atomic(self.out / "eval.csv", self.eval_rows, ["step", "return_mean", "return_std", "n_episodes"])
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        for env in self.envs:
+            env.close()
+        self.evaluator.close()
+
+
+def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, overrides: Mapping[str, Any] | None = None,
+            device: str = "cpu", catalog: EnvCatalog | None = None, progress_bar: bool = True) -> dict[str, Any]:
+    """Validate everything, then train. Returns the summary written to ``out/summary.json``."""
+    out = Path(out)
+    # ---- validation: nothing is written before all of it passes -----------------------
+    if steps <= 0:
+        raise ConfigError(f"--steps must be positive, got {steps}")
+    catalog = catalog or load_catalog()
+    spec = catalog.get(env_id)
+    check_dependencies(spec)
+    cls, cfg = resolve_hyperparams(algo, spec, overrides or {})
+    probe = env_fns(spec, 1)[0]()
+    cls.check_action_space(probe.action_space)
+    probe.close()
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    identity = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "hyperparams": config_dict(cfg)}
+    summary_path = out / "summary.json"
+    if summary_path.exists():
+        import json
+        old = json.loads(summary_path.read_text())
+        if {k: old.get(k) for k in identity} != identity:
+            raise ConfigError(f"{out} holds a finished run of a different configuration; refusing to mix results. "
+                              "Use another --out or delete that directory.")
+        print(f"{out}: this run already finished (status {old.get('status')}); nothing to do.")
+        return old
+
+    # ---- training ---------------------------------------------------------------------
+    torch.set_num_threads(1)
+    seed_everything(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    run = RunContext(algo, spec, seed, steps, out, dev, progress_bar)
+    status, error = "ok", None
+    try:
+        run.algo = cls(cfg, run)
+        run.algo.learn()
+        if not run.eval_rows or run.eval_rows[-1]["step"] < run.rows[-1]["step"]:
+            run.evaluate(run.rows[-1]["step"] if run.rows else steps)
+    except Divergence as e:
+        status, error = "failed", str(e)
+    finally:
+        run.close()
+    wall = time.perf_counter() - run.t0
+    total = run.rows[-1]["step"] if run.rows else 0
+    run.flush()
+    summary = {
+        **identity,
+        "status": status,
+        "error": error,
+        "final_eval_return": run.eval_rows[-1]["return_mean"] if run.eval_rows else None,
+        "steps_done": total,
+        "wall_s": round(wall, 3),
+        "steps_per_second": round(total / wall, 1) if wall > 0 else None,
+        "family": spec.family,
+        "device": str(dev),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "command": " ".join(sys.argv),
+    }
+    write_json_atomic(summary_path, summary)
+    return summary
