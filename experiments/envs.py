@@ -42,6 +42,7 @@ def validate_schema(data: Any, schema_name: str, source: str) -> None:
 class EnvSpec:
     id: str
     family: str
+    actions: str
     budget: dict[str, int]
     eval_freq: int
     eval_episodes: int
@@ -85,7 +86,7 @@ def load_catalog(path: Path | str = ENVS_YAML) -> EnvCatalog:
         fam = fams[e["family"]]
         ev = e.get("eval", {})
         envs[env_id] = EnvSpec(
-            id=env_id, family=e["family"], budget=dict(e["budget"]),
+            id=env_id, family=e["family"], actions=e["actions"], budget=dict(e["budget"]),
             eval_freq=ev.get("freq", fam["eval_freq"]), eval_episodes=ev.get("episodes", fam["eval_episodes"]),
             threshold=float(e["threshold"]), random_score=float(e["random_score"]),
             hyperparams=dict(fam.get("hyperparams", {})), atari=dict(fam.get("atari", {})),

@@ -1,0 +1,75 @@
+"""The experiment matrix: seeds × envs × algorithms, validated before any job starts."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from algorithms import registry
+from algorithms.base import ConfigError
+from experiments.envs import EnvCatalog, check_dependencies, load_catalog, validate_schema
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    algo: str
+    env: str
+    seed: int
+    steps: int
+
+    @property
+    def env_slug(self) -> str:
+        return env_slug(self.env)
+
+    def out_dir(self, results: str = "results") -> str:
+        return f"{results}/runs/{self.algo}/{self.env_slug}/{self.seed}"
+
+
+def env_slug(env_id: str) -> str:
+    """A path-safe env name: "ALE/Pong-v5" → "ALE_Pong-v5"."""
+    return env_id.replace("/", "_")
+
+
+def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_deps: bool = True) -> list[RunSpec]:
+    """Validate ``config`` (schema, names, dependencies, hyper-parameters) and list its runs."""
+    validate_schema(dict(config), "config.schema.yaml", "experiment config")
+    catalog = catalog or load_catalog()
+    envs: list[str] = []
+    for s in config.get("suites", []):
+        envs += [e for e in catalog.suite(s) if e not in envs]
+    envs += [e for e in config.get("envs", []) if e not in envs]
+    if not envs:
+        raise ConfigError("experiment config selects no env: give `suites` or `envs`")
+    specs = {e: catalog.get(e) for e in envs}
+    for e in config.get("steps", {}):
+        catalog.get(e)
+    classes = {a: registry.get(a)[0] for a in config["algorithms"]}
+    excluded = {(x.get("algo"), x.get("env")) for x in config.get("exclude", [])}
+    for a, e in excluded:
+        if a is not None:
+            registry.get(a)
+        if e is not None:
+            catalog.get(e)
+    if check_deps:
+        for s in specs.values():
+            check_dependencies(s)
+    from experiments.runner import resolve_hyperparams
+    runs = []
+    for e, spec in specs.items():
+        steps = config.get("steps", {}).get(e, spec.budget[config["profile"]])
+        for a, cls in classes.items():
+            if (a, e) in excluded or (a, None) in excluded or (None, e) in excluded:
+                continue
+            if not (cls.discrete if spec.actions == "discrete" else cls.continuous):
+                continue
+            resolve_hyperparams(a, spec, config.get("set", {}).get(a, {}))   # fail early on bad keys
+            runs += [RunSpec(a, e, seed, steps) for seed in config["seeds"]]
+    if not runs:
+        raise ConfigError("experiment config yields no runs (check algorithms, envs and exclude)")
+    return runs
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    import yaml
+    return yaml.safe_load(Path(path).read_text())
