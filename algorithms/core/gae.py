@@ -27,8 +27,8 @@ def gae(
     observation the env returned after step t (the final observation on an episode end).
     Returns (advantages, returns = advantages + values)."""
     T = rewards.shape[0]
-    not_term = 1.0 - terminated.float()
-    not_end = 1.0 - episode_end.float()
+    not_term = 1.0 - terminated.to(rewards.dtype)
+    not_end = 1.0 - episode_end.to(rewards.dtype)
     delta = rewards + gamma * not_term * next_values - values
     adv = torch.zeros_like(rewards)
     last = torch.zeros_like(rewards[0])

@@ -1,0 +1,117 @@
+"""The DAG: dry run of the default matrix, a real smoke run, and adding an algorithm."""
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+IGNORE = shutil.ignore_patterns(".git", ".snakemake", "__pycache__", "runs", "results", ".pytest_cache", "*.egg-info")
+
+
+@pytest.fixture
+def repo(tmp_path, root):
+    dst = tmp_path / "repo"
+    shutil.copytree(root, dst, ignore=IGNORE)
+    (dst / "results").mkdir()
+    return dst
+
+
+def snakemake(repo, *args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=repo,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_dry_run_of_the_default_matrix(root):
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--quiet", "rules"],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_bad_config_fails_before_any_job(repo):
+    cfg = yaml.safe_load((repo / "experiments/config/smoke.yaml").read_text())
+    for bad, msg in [({"seeds": []}, "seeds"), ({"algorithms": ["ppo", "nope"]}, "unknown algorithm 'nope'"),
+                     ({"envs": ["Nope-v9"]}, "unknown env 'Nope-v9'"), ({"profile": "huge"}, "profile")]:
+        (repo / "bad.yaml").write_text(yaml.safe_dump({**cfg, **bad}))
+        r = snakemake(repo, "--configfile", "bad.yaml", timeout=300)
+        assert r.returncode != 0
+        assert msg in r.stdout + r.stderr, (bad, r.stderr[-2000:])
+        assert not (repo / "results" / "runs").exists()
+
+
+def test_smoke_dag_runs_then_is_up_to_date(repo):
+    r = snakemake(repo, "--configfile", "experiments/config/smoke.yaml")
+    assert r.returncode == 0, r.stderr[-4000:]
+    cfg = yaml.safe_load((repo / "experiments/config/smoke.yaml").read_text())
+    summaries = list((repo / "results" / "runs").glob("*/*/*/summary.json"))
+    assert len(summaries) >= len(cfg["algorithms"]) * len(cfg["seeds"])
+    for s in summaries:
+        assert json.loads(s.read_text())["status"] == "ok", s
+    assert (repo / "results" / "tables" / "runs.csv").exists()
+    again = snakemake(repo, "--configfile", "experiments/config/smoke.yaml", "-n")
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+NEW_ALGO = '''
+"""Random search in parameter space — the README's example of adding an algorithm."""
+import dataclasses
+
+import numpy as np
+import torch
+
+from algorithms.base import Algorithm, BaseConfig
+from algorithms.core.nets import ActorCritic
+
+
+@dataclasses.dataclass
+class RandomSearchConfig(BaseConfig):
+    n_steps: int = 128
+    noise: float = 0.1
+
+
+class RandomSearch(Algorithm):
+    name = "random-search"
+    Config = RandomSearchConfig
+
+    def __init__(self, cfg, run):
+        super().__init__(cfg, run)
+        self.env = run.make_env(cfg.n_envs)
+        self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space, cfg.net_arch)
+
+    def predict(self, obs):
+        with torch.no_grad():
+            return self.policy.dist(torch.as_tensor(obs, dtype=torch.float32)).mode().numpy()
+
+    def learn(self):
+        step = 0
+        while step < self.run.total_steps:
+            for _ in range(self.cfg.n_steps):
+                self.env.step(self.predict(self.env.obs))
+            step += self.cfg.n_steps * self.cfg.n_envs
+            with torch.no_grad():
+                for p in self.policy.parameters():
+                    p.add_(self.cfg.noise * torch.randn_like(p))
+            self.run.log_update(step, {"noise": self.cfg.noise})
+'''
+
+
+def test_adding_an_algorithm_is_one_file_and_one_registry_line(repo):
+    (repo / "algorithms" / "random_search.py").write_text(textwrap.dedent(NEW_ALGO))
+    reg = repo / "algorithms" / "registry.py"
+    text = reg.read_text()
+    anchor = "ALGORITHMS: dict[str, Target] = {\n"
+    assert anchor in text
+    reg.write_text(text.replace(anchor, anchor + '    "random-search": "algorithms.random_search:RandomSearch",\n'))
+    r = subprocess.run([sys.executable, "-m", "experiments.run", "--algo", "random-search", "--env", "CartPole-v1",
+                        "--seed", "0", "--steps", "512", "--out", "runs/rs", "--set", "noise=0.2"],
+                       cwd=repo, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((repo / "runs/rs/summary.json").read_text())["hyperparams"]["noise"] == 0.2
+    cfg = {"profile": "smoke", "seeds": [0], "algorithms": ["random-search"], "envs": ["CartPole-v1"], "toys": False}
+    (repo / "mine.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake(repo, "--configfile", "mine.yaml")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (repo / "results/runs/random-search/CartPole-v1/0/summary.json").exists()
