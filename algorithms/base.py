@@ -70,7 +70,9 @@ class Algorithm(abc.ABC):
         """Deterministic actions for a batch of *raw* observations (evaluation)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume training (checkpoints)."""
+        """Everything needed to resume training (checkpoints): networks, optimisers, step
+        counters, replay memory. The runner itself saves the envs made by ``run.make_env``
+        (their exact state and normalisation statistics) and the RNG states."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -74,13 +74,11 @@ class PPO(Algorithm):
             return self.policy.dist(torch.as_tensor(self.env.normalize_obs(obs))).mode().numpy()
 
     def state_dict(self) -> dict:
-        return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "env": self.env.state_dict(),
-                "step": self.step}
+        return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "step": self.step}
 
     def load_state_dict(self, s: dict) -> None:
         self.policy.load_state_dict(s["policy"])
         self.opt.load_state_dict(s["opt"])
-        self.env.load_state_dict(s["env"])
         self.step = s["step"]
 
     def learn(self) -> None:

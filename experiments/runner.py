@@ -6,9 +6,15 @@ Contract, in the output directory:
   summary.json  final_eval_return, total_steps, wall_s, steps_per_second, status, resolved
                 hyper-parameters, env id, seed, package versions, git commit
 All three are written atomically; summary.json last, so its presence means the run ended.
+
+Checkpoints (``checkpoint.pt`` beside them, not a declared output of the DAG) hold the
+algorithm's state, every env's exact state, the RNG states and the rows so far. Starting
+the same command again after a kill resumes from the last one; on CPU the final CSVs equal
+an uninterrupted run's.
 """
 from __future__ import annotations
 
+import io
 import math
 import platform
 import random
@@ -30,7 +36,7 @@ from algorithms.base import Algorithm, BaseConfig, ConfigError, build_config, co
 from algorithms.core.envs import VecEnv
 from experiments.envs import ROOT, EnvCatalog, EnvSpec, check_dependencies, env_fns, load_catalog
 from experiments.evaluation import Evaluator
-from experiments.io import write_csv_atomic, write_json_atomic
+from experiments.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 
 HYPERPARAMS_YAML = Path(__file__).resolve().parent / "config" / "hyperparams.yaml"
 EVAL_SEED_OFFSET = 1_000_003
@@ -95,6 +101,8 @@ class RunContext:
     out: Path
     device: torch.device = torch.device("cpu")
     progress_bar: bool = True
+    checkpoint_secs: float = 60.0
+    identity: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     eval_rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -105,6 +113,7 @@ class RunContext:
         self.algo: Algorithm | None = None
         self.evaluator = Evaluator(self.spec, self.spec.eval_episodes, EVAL_SEED_OFFSET + self.seed)
         self.next_eval = 0
+        self.last_checkpoint = time.perf_counter()
         self.columns: list[str] = ["step", "wall_s", "episode_return", "episodes"]
         self._bar = None
         if self.progress_bar and sys.stderr.isatty():
@@ -142,6 +151,8 @@ class RunContext:
         self._check_parameters(step)
         if step >= self.next_eval:
             self.evaluate(step)
+        if time.perf_counter() - self.last_checkpoint >= self.checkpoint_secs and step < self.total_steps:
+            self.save_checkpoint()
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix(ret=row["episode_return"], eval=self.eval_rows[-1]["return_mean"] if self.eval_rows else None)
@@ -163,6 +174,49 @@ class RunContext:
             self.next_eval += self.spec.eval_freq
         self.flush()
 
+    # --- checkpoints --------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        assert self.algo is not None
+        state = {
+            "identity": self.identity,
+            "algo": self.algo.state_dict(),
+            "envs": [e.state_dict(include_envs=True) for e in self.envs],
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+            "rows": self.rows, "eval_rows": self.eval_rows, "columns": self.columns, "next_eval": self.next_eval,
+            "wall_s": time.perf_counter() - self.t0,
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        write_bytes_atomic(self.checkpoint_path, buf.getvalue())
+        self.flush()
+        self.last_checkpoint = time.perf_counter()
+
+    def try_resume(self) -> bool:
+        """Load ``checkpoint.pt`` if it belongs to this run. Returns whether it did."""
+        if not self.checkpoint_path.exists():
+            return False
+        assert self.algo is not None
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        if state["identity"] != self.identity:
+            raise ConfigError(f"{self.checkpoint_path} belongs to a different configuration; refusing to resume "
+                              "from it. Delete it or use another --out.")
+        self.algo.load_state_dict(state["algo"])
+        for env, s in zip(self.envs, state["envs"], strict=True):
+            env.load_state_dict(s)
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.rows, self.eval_rows = state["rows"], state["eval_rows"]
+        self.columns, self.next_eval = state["columns"], state["next_eval"]
+        self.t0 = time.perf_counter() - state["wall_s"]
+        if self._bar is not None and self.rows:
+            self._bar.update(self.rows[-1]["step"])
+        return True
+
     def flush(self) -> None:
         write_csv_atomic(self.out / "progress.csv", self.rows, self.columns)
         write_csv_atomic(self.out / "eval.csv", self.eval_rows, ["step", "return_mean", "return_std", "n_episodes"])
@@ -176,7 +230,8 @@ class RunContext:
 
 
 def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, overrides: Mapping[str, Any] | None = None,
-            device: str = "cpu", catalog: EnvCatalog | None = None, progress_bar: bool = True) -> dict[str, Any]:
+            device: str = "cpu", catalog: EnvCatalog | None = None, progress_bar: bool = True,
+            checkpoint_secs: float = 60.0) -> dict[str, Any]:
     """Validate everything, then train. Returns the summary written to ``out/summary.json``."""
     out = Path(out)
     # ---- validation: nothing is written before all of it passes -----------------------
@@ -205,10 +260,12 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     torch.set_num_threads(1)
     seed_everything(seed)
     out.mkdir(parents=True, exist_ok=True)
-    run = RunContext(algo, spec, seed, steps, out, dev, progress_bar)
+    run = RunContext(algo, spec, seed, steps, out, dev, progress_bar, checkpoint_secs, identity)
     status, error = "ok", None
     try:
         run.algo = cls(cfg, run)
+        if run.try_resume():
+            print(f"{out}: resumed from checkpoint at step {run.rows[-1]['step'] if run.rows else 0}", file=sys.stderr)
         run.algo.learn()
         if not run.eval_rows or run.eval_rows[-1]["step"] < run.rows[-1]["step"]:
             run.evaluate(run.rows[-1]["step"] if run.rows else steps)
@@ -234,4 +291,5 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         "command": " ".join(sys.argv),
     }
     write_json_atomic(summary_path, summary)
+    run.checkpoint_path.unlink(missing_ok=True)
     return summary

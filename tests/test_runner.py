@@ -123,3 +123,28 @@ def test_time_limit_truncation_bootstraps(tmp_path):
     t, i = ends.nonzero()[0].tolist()
     # V of the final observation, not of the reset observation that follows in the buffer
     assert buf.next_values[t, i] != buf.values[t + 1, i]
+
+
+def test_action_space_the_algorithm_cannot_handle(tmp_path):
+    from algorithms import registry
+    from algorithms.ppo import PPO
+
+    class DiscreteOnly(PPO):
+        name = "discrete-only"
+        continuous = False
+
+    registry.register("discrete-only", DiscreteOnly)
+    try:
+        with pytest.raises(ConfigError, match="cannot handle action space Box"):
+            execute("discrete-only", "Pendulum-v1", 0, 100, tmp_path / "o", progress_bar=False)
+    finally:
+        registry.ALGORITHMS.pop("discrete-only")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_optional_dependency_names_the_install_hint(tmp_path, monkeypatch):
+    from experiments import envs
+    monkeypatch.setitem(envs.OPTIONAL_DEPS, "mujoco", ("mujoco_not_installed_here", "pip install 'gymnasium[mujoco]'"))
+    with pytest.raises(ConfigError, match=r"needs the optional package 'mujoco_not_installed_here': pip install"):
+        execute("ppo", "Hopper-v5", 0, 100, tmp_path / "o", progress_bar=False)
+    assert not (tmp_path / "o").exists()

@@ -13,11 +13,62 @@ Stable-Baselines3 reference runs use.
 """
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+
+# Attributes that are rebuilt by the constructor or are handles to native simulators.
+_NOT_STATE = {"env", "ale", "model", "data", "mujoco_renderer", "spec", "action_space", "observation_space",
+              "_ezpickle_args", "_ezpickle_kwargs", "metadata", "_cached_spec"}
+
+
+def get_env_state(env: gym.Env) -> list[dict[str, Any]]:
+    """A picklable snapshot of an env and every wrapper around it: each layer's Python
+    state, plus the simulator state (MuJoCo's integration state, the ALE's state with its
+    RNG). Restoring it into an env built the same way continues bit for bit."""
+    layers = []
+    e: Any = env
+    while True:
+        state: dict[str, Any] = {}
+        for k, v in vars(e).items():
+            if k in _NOT_STATE:
+                continue
+            try:
+                state[k] = pickle.loads(pickle.dumps(v))
+            except Exception:  # noqa: BLE001 - a handle we cannot and need not save
+                continue
+        if hasattr(e, "ale"):
+            state["__ale__"] = e.ale.cloneState(include_rng=True)
+        if hasattr(e, "data") and hasattr(e, "model"):
+            import mujoco
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION
+            buf = np.empty(mujoco.mj_stateSize(e.model, spec))
+            mujoco.mj_getState(e.model, e.data, buf, spec)
+            state["__mujoco__"] = buf
+        layers.append(state)
+        if not hasattr(e, "env"):
+            return layers
+        e = e.env
+
+
+def set_env_state(env: gym.Env, layers: list[dict[str, Any]]) -> None:
+    e: Any = env
+    for state in layers:
+        for k, v in state.items():
+            if k == "__ale__":
+                e.ale.restoreState(v)
+            elif k == "__mujoco__":
+                import mujoco
+                mujoco.mj_setState(e.model, e.data, v, mujoco.mjtState.mjSTATE_INTEGRATION)
+                mujoco.mj_forward(e.model, e.data)
+            else:
+                setattr(e, k, copy.deepcopy(v))
+        e = getattr(e, "env", None)
 
 
 class RunningMeanStd:
@@ -133,13 +184,25 @@ class VecEnv:
         return r, l
 
     # --- checkpointing ----------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"obs_rms": self.obs_rms.state_dict(), "ret_rms": self.ret_rms.state_dict(), "ret": self._ret.copy()}
+    def state_dict(self, include_envs: bool = False) -> dict[str, Any]:
+        """Normalisation statistics; with ``include_envs`` also every sub-env's state and
+        the current observations, for an exact resume (checkpoints)."""
+        s: dict[str, Any] = {"obs_rms": self.obs_rms.state_dict(), "ret_rms": self.ret_rms.state_dict(),
+                             "ret": self._ret.copy()}
+        if include_envs:
+            s.update(envs=[get_env_state(e) for e in self.envs], raw_obs=self._raw_obs.copy(), obs=self.obs.copy(),
+                     final_obs=self.final_obs.copy(), episodes=(list(self._episode_returns), list(self._episode_lengths)))
+        return s
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.obs_rms.load_state_dict(s["obs_rms"])
         self.ret_rms.load_state_dict(s["ret_rms"])
         self._ret = s["ret"].copy()
+        if "envs" in s:
+            for e, layers in zip(self.envs, s["envs"], strict=True):
+                set_env_state(e, layers)
+            self._raw_obs, self.obs, self.final_obs = s["raw_obs"].copy(), s["obs"].copy(), s["final_obs"].copy()
+            self._episode_returns, self._episode_lengths = (list(x) for x in s["episodes"])
 
     def close(self) -> None:
         for e in self.envs:
