@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from algorithms.core.envs import VecEnv
+from algorithms.core.fast import NumpyActor, torch_seed_for_numpy
 from algorithms.core.gae import gae
 from algorithms.core.nets import ActorCritic
 
@@ -25,33 +26,48 @@ class RolloutBuffer:
             self.high = act_space.high
         self.logp, self.values, self.rewards, self.next_values = (torch.zeros(T, self.N) for _ in range(4))
         self.terminated, self.episode_end = torch.zeros(T, self.N), torch.zeros(T, self.N)
+        self._np_obs = self.obs.numpy()               # views: the loop writes into the tensors
+        self._np_actions = self.actions.numpy()
+        self._np_rewards, self._np_term, self._np_end = (x.numpy() for x in (self.rewards, self.terminated, self.episode_end))
+        self._actor: NumpyActor | None = None
+
+    def _sampler(self, policy: ActorCritic):
+        """Per-step action sampler: the NumPy actor for MLPs (see core/fast.py), torch otherwise."""
+        if NumpyActor.supports(policy):
+            if self._actor is None or self._actor.policy is not policy:
+                self._actor = NumpyActor(policy, torch_seed_for_numpy())
+            self._actor.refresh()
+            return self._actor.sample
+        return lambda o: policy.dist(torch.as_tensor(o)).sample().numpy()
 
     @torch.inference_mode()
     def collect(self, policy: ActorCritic) -> None:
-        """Run the current policy for T steps. Continuous actions are clipped to the action
-        bounds for the env only; the stored action is the sampled one."""
-        env = self.env
+        """Run the current policy for T steps, then compute log π_old(a|s), V(s) and V(s')
+        for the whole rollout in one batched forward. Continuous actions are clipped to the
+        action bounds for the env only; the stored action is the sampled one."""
+        env, sample = self.env, self._sampler(policy)
         truncated_at: list[tuple[int, int, np.ndarray]] = []
-        obs = torch.as_tensor(env.obs)
+        obs = env.obs
         for t in range(self.T):
-            self.obs[t] = obs
-            dist, v = policy(obs)
-            a = dist.sample()
-            self.actions[t] = a
-            self.logp[t] = dist.log_prob(a)
-            self.values[t] = v
-            a_np = a.numpy()
+            self._np_obs[t] = obs
+            a = sample(obs)
+            self._np_actions[t] = a
             if not self.discrete:
-                a_np = np.clip(a_np, self.low, self.high)
-            next_obs, r, term, trunc = env.step(a_np)
-            self.rewards[t] = torch.from_numpy(r)
-            self.terminated[t] = torch.from_numpy(term)
-            self.episode_end[t] = torch.from_numpy(term | trunc)
-            for i in np.flatnonzero(trunc & ~term):
-                truncated_at.append((t, int(i), env.final_obs[i].copy()))
-            obs = torch.as_tensor(next_obs)
+                a = np.clip(a, self.low, self.high)
+            obs, r, term, trunc = env.step(a)
+            self._np_rewards[t] = r
+            self._np_term[t] = term
+            end = term | trunc
+            self._np_end[t] = end
+            if end.any():
+                for i in np.flatnonzero(trunc & ~term):
+                    truncated_at.append((t, int(i), env.final_obs[i].copy()))
+        flat_obs = self.obs.reshape(self.T * self.N, *self.obs.shape[2:])
+        dist, v = policy(flat_obs)
+        self.logp.copy_(dist.log_prob(self.actions.reshape(self.T * self.N, *self.actions.shape[2:])).reshape(self.T, self.N))
+        self.values.copy_(v.reshape(self.T, self.N))
         self.next_values[:-1] = self.values[1:]
-        self.next_values[-1] = policy.value(obs)
+        self.next_values[-1] = policy.value(torch.as_tensor(obs))
         if truncated_at:   # time-limit truncation bootstraps with V(s_T) of the final observation
             finals = torch.as_tensor(np.stack([o for _, _, o in truncated_at]))
             v_final = policy.value(finals)

@@ -1,0 +1,84 @@
+"""A NumPy copy of the actor for the rollout's per-step action sampling.
+
+For the small MLPs of classic control and MuJoCo, one environment step's policy forward is
+a handful of 64-wide matrix products: torch's per-op dispatch and ``nn.Module`` call
+overhead cost more than the arithmetic. During a rollout we therefore sample actions from
+a NumPy snapshot of the actor (taken after each update), and afterwards compute
+log π_old(a|s) and V(s) for the whole rollout in one batched torch forward, so every number
+the update uses comes from the torch network itself.
+
+Actions are drawn from a ``numpy.random.Generator`` seeded from torch's generator, so runs
+stay deterministic per seed; the action stream differs from sampling with torch (the
+distribution is the same: ``tests/test_fast.py`` checks log-probabilities and sample
+moments against the torch policy).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from algorithms.core.nets import ActorCritic
+
+
+def _linear_layers(module: nn.Module) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
+    """[(Wᵀ, b, activation)] of a Flatten/Linear/Tanh/ReLU stack, or None if it is anything else."""
+    layers: list[tuple[np.ndarray, np.ndarray, str]] = []
+    mods = [m for m in module.modules() if not isinstance(m, nn.Sequential)]
+    for m in mods:
+        if isinstance(m, nn.Linear):
+            layers.append((m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy(), "id"))
+        elif isinstance(m, nn.Tanh | nn.ReLU):
+            if not layers:
+                return None
+            w, b, _ = layers[-1]
+            layers[-1] = (w, b, "tanh" if isinstance(m, nn.Tanh) else "relu")
+        elif not isinstance(m, nn.Flatten):
+            return None
+    return layers
+
+
+class NumpyActor:
+    """π_θ(·|s) in NumPy, for sampling actions only."""
+
+    def __init__(self, policy: ActorCritic, seed: int) -> None:
+        self.policy = policy
+        self.rng = np.random.default_rng(seed)
+        self.refresh()
+
+    @staticmethod
+    def supports(policy: ActorCritic) -> bool:
+        return _linear_layers(policy.pi_trunk) is not None
+
+    def refresh(self) -> None:
+        """Copy the current torch weights (call after every update)."""
+        self.layers = _linear_layers(self.policy.pi_trunk) + [
+            (self.policy.pi.linear.weight.detach().numpy().T.copy(),
+             self.policy.pi.linear.bias.detach().numpy().copy(), "id")]
+        self.discrete = self.policy.pi.discrete
+        if not self.discrete:
+            self.std = np.exp(self.policy.pi.log_std.detach().numpy()).astype(np.float32)
+
+    def statistics(self, obs: np.ndarray) -> np.ndarray:
+        x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
+        for w, b, act in self.layers:
+            x = x @ w + b
+            if act == "tanh":
+                np.tanh(x, out=x)
+            elif act == "relu":
+                np.maximum(x, 0, out=x)
+        return x
+
+    def sample(self, obs: np.ndarray) -> np.ndarray:
+        phi = self.statistics(obs)
+        if self.discrete:   # inverse-CDF sampling from softmax(φ)
+            p = np.exp(phi - phi.max(1, keepdims=True))
+            c = np.cumsum(p, 1)
+            u = self.rng.random((len(c), 1)) * c[:, -1:]
+            return np.minimum((c < u).sum(1), phi.shape[1] - 1)
+        return (phi + self.std * self.rng.standard_normal(phi.shape, dtype=np.float32)).astype(np.float32)
+
+
+def torch_seed_for_numpy() -> int:
+    """A seed for NumPy's generator drawn from torch's (seeded per run)."""
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())
