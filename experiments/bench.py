@@ -15,8 +15,6 @@ import platform
 import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import torch
 
 from algorithms.base import ConfigError
@@ -73,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
         raw = raw_env_steps_per_second(env_id, a.steps)
         rows.append({"env": env_id, "algo": "random actions (raw env)", "steps_per_s": round(raw, 1),
                      "reference": "", "reference_steps_per_s": "", "ratio": ""})
-        is_discrete = isinstance(gym.make(env_id).action_space, gym.spaces.Discrete)
         for ours, ref, overrides in PAIRS:
             try:
                 s_ours = learn_steps_per_second(ours, env_id, a.steps, overrides)
@@ -85,7 +82,6 @@ def main(argv: list[str] | None = None) -> None:
                          "reference_steps_per_s": round(s_ref, 1) if ref else "",
                          "ratio": round(s_ours / s_ref, 2) if ref else ""})
             print(rows[-1], flush=True)
-        del is_discrete
     cols = ["env", "algo", "steps_per_s", "reference", "reference_steps_per_s", "ratio"]
     meta = f"# steps={a.steps} torch_threads=1 cpu_count={__import__('os').cpu_count()} " \
            f"python={platform.python_version()} torch={torch.__version__} commit={git_commit()}"
@@ -94,7 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     w = [max(len(str(r[c])) for r in rows + [dict(zip(cols, cols))]) for c in cols]
     for r in [dict(zip(cols, cols))] + rows:
         print("  ".join(str(r[c]).ljust(n) for c, n in zip(cols, w)))
-    np.random.seed(0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""The NumPy rollout actor samples from the same distribution as the torch policy."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from algorithms.core.fast import NumpyActor
+from algorithms.core.nets import ActorCritic
+
+
+def test_statistics_equal_torch_policy():
+    torch.manual_seed(0)
+    for space in (gym.spaces.Discrete(4), gym.spaces.Box(-1, 1, (3,))):
+        pi = ActorCritic(gym.spaces.Box(-np.inf, np.inf, (5,)), space, (32, 16))
+        with torch.no_grad():
+            for p in pi.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        obs = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+        ref = pi.dist(torch.as_tensor(obs))
+        phi = NumpyActor(pi, 0).statistics(obs)
+        if isinstance(space, gym.spaces.Discrete):   # logits are defined up to a constant: compare log-softmax
+            phi = phi - np.log(np.exp(phi).sum(1, keepdims=True))
+            expected = ref.logits
+        else:
+            expected = ref.mean
+        np.testing.assert_allclose(phi, expected.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_refresh_follows_the_weights():
+    pi = ActorCritic(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2))
+    actor = NumpyActor(pi, 0)
+    with torch.no_grad():
+        pi.pi.linear.bias.copy_(torch.tensor([5.0, -5.0]))
+    actor.refresh()
+    assert (actor.sample(np.zeros((500, 2), np.float32)) == 0).mean() > 0.99
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_categorical_sample_frequencies_match_probabilities(seed):
+    pi = ActorCritic(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(3))
+    with torch.no_grad():
+        pi.pi.linear.bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    obs = np.zeros((60000, 2), np.float32)
+    probs = pi.dist(torch.as_tensor(obs[:1])).probs[0].detach().numpy()
+    freq = np.bincount(NumpyActor(pi, seed).sample(obs), minlength=3) / len(obs)
+    np.testing.assert_allclose(freq, probs, atol=0.01)
+
+
+def test_gaussian_sample_moments_match():
+    pi = ActorCritic(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (2,)), log_std_init=-0.5)
+    with torch.no_grad():
+        pi.pi.linear.bias.copy_(torch.tensor([0.3, -0.7]))
+    obs = np.zeros((50000, 2), np.float32)
+    a = NumpyActor(pi, 0).sample(obs)
+    d = pi.dist(torch.as_tensor(obs[:1]))
+    np.testing.assert_allclose(a.mean(0), d.mean[0].detach().numpy(), atol=0.01)
+    np.testing.assert_allclose(a.std(0), d.std[0].detach().numpy(), atol=0.01)
