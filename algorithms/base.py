@@ -35,9 +35,15 @@ class Run(Protocol):
     def make_env(self, n_envs: int, *, gamma: float = 0.99, norm_obs: bool = False,
                  norm_reward: bool = False) -> VecEnv: ...
 
-    def log_update(self, step: int, diagnostics: Mapping[str, float]) -> None:
+    def env_fns(self, n_envs: int) -> list:
+        """Constructors of the family-wrapped envs (for libraries with their own VecEnv)."""
+        ...
+
+    def log_update(self, step: int, diagnostics: Mapping[str, float],
+                   episode_returns: list[float] | None = None) -> None:
         """Called once per policy update with env steps so far: writes a progress row,
-        runs the evaluation when due, checks for divergence, saves checkpoints."""
+        runs the evaluation when due, checks for divergence, saves checkpoints.
+        ``episode_returns`` defaults to the episodes finished in envs from ``make_env``."""
 
 
 @dataclasses.dataclass

@@ -68,10 +68,27 @@ class EnvCatalog:
         return self.suites[name]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate mapping keys (PyYAML keeps the last silently:
+    a second ``CartPole-v1:`` entry would replace the first unnoticed)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool):
+                continue                       # unhashable or odd keys: left to SafeLoader's checks
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_catalog(path: Path | str = ENVS_YAML) -> EnvCatalog:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
     except FileNotFoundError:
@@ -87,7 +104,8 @@ def load_catalog(path: Path | str = ENVS_YAML) -> EnvCatalog:
         ev = e.get("eval", {})
         envs[env_id] = EnvSpec(
             id=env_id, family=e["family"], actions=e["actions"], budget=dict(e["budget"]),
-            eval_freq=ev.get("freq", fam["eval_freq"]), eval_episodes=ev.get("episodes", fam["eval_episodes"]),
+            eval_freq=ev.get("freq", fam["eval_freq"]),
+            eval_episodes=ev.get("episodes", fam["eval_episodes"]),
             threshold=float(e["threshold"]), random_score=float(e["random_score"]),
             hyperparams=dict(fam.get("hyperparams", {})), atari=dict(fam.get("atari", {})),
         )
@@ -115,19 +133,34 @@ def check_dependencies(spec: EnvSpec) -> None:
         raise ConfigError(f"gymnasium does not know env {spec.id!r}: {e}") from None
 
 
+ALE_V5 = {"repeat_action_probability": 0.25, "full_action_space": False,   # the ALE v5 defaults
+          "max_num_frames_per_episode": 108_000}
+
+
+def ale_kwargs(spec: EnvSpec) -> dict[str, Any]:
+    """``gym.make`` keyword arguments of an Atari env: the v5 settings, stated explicitly
+    (envs.yaml may override them), and ``frameskip=1``: AtariPreprocessing does the frame
+    skipping, with max-pooling over the last two frames."""
+    return {"frameskip": 1, **{k: spec.atari.get(k, v) for k, v in ALE_V5.items()}}
+
+
 def make_env(spec: EnvSpec, train: bool) -> gym.Env:
     """One env with the family's wrappers. ``train=False`` builds the evaluation env:
-    same observation pipeline, raw rewards, no episodic life."""
+    same observation pipeline, raw rewards, no episodic life.
+
+    ``RecordEpisodeStatistics`` is always the innermost wrapper, so ``info["episode"]`` holds
+    the raw return of the full episode (for Atari: the whole game, all lives, unclipped
+    score; its length ``l`` counts emulator frames, not agent steps)."""
     if spec.family != "atari":
         return gym.wrappers.RecordEpisodeStatistics(gym.make(spec.id))
     import ale_py
     gym.register_envs(ale_py)
     a = spec.atari
-    # frameskip=1 in the ALE env: AtariPreprocessing does the skipping (with max-pooling).
-    env = gym.wrappers.RecordEpisodeStatistics(gym.make(spec.id, frameskip=1))
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make(spec.id, **ale_kwargs(spec)))
     env = gym.wrappers.AtariPreprocessing(
-        env, noop_max=a.get("noop_max", 30), frame_skip=a.get("frame_skip", 4), screen_size=a.get("screen_size", 84),
-        terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
+        env, noop_max=a.get("noop_max", 30), frame_skip=a.get("frame_skip", 4),
+        screen_size=a.get("screen_size", 84), terminal_on_life_loss=False, grayscale_obs=True,
+        scale_obs=False)
     if train and a.get("terminal_on_life_loss", True):
         from stable_baselines3.common.atari_wrappers import EpisodicLifeEnv
         env = EpisodicLifeEnv(env)

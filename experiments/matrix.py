@@ -45,6 +45,9 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_d
     for e in config.get("steps", {}):
         catalog.get(e)
     classes = {a: registry.get(a)[0] for a in config["algorithms"]}
+    for a in config.get("set", {}):
+        if a not in classes:
+            raise ConfigError(f"`set` names algorithm {a!r}, which is not in `algorithms` ({', '.join(classes)})")
     excluded = {(x.get("algo"), x.get("env")) for x in config.get("exclude", [])}
     for a, e in excluded:
         if a is not None:

@@ -82,7 +82,7 @@ def resolve_hyperparams(algo: str, spec: EnvSpec, overrides: Mapping[str, Any],
     merged: dict[str, Any] = dict(preset)
     fields = {f for f in cls.Config.__dataclass_fields__}
     merged.update({k: v for k, v in spec.hyperparams.items() if k in fields})
-    per_algo = table.get(algo, table.get(algo.split("-")[0], {})) or {}
+    per_algo = table.get(algo, table.get(registry.base_name(algo), {})) or {}
     merged.update(per_algo.get(f"family:{spec.family}", {}) or {})
     merged.update(per_algo.get(spec.id, {}) or {})
     merged.update(overrides)

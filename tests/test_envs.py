@@ -1,0 +1,261 @@
+"""envs.yaml: the suites, the env constructors (train/eval wrappers), validation errors."""
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+
+from algorithms import registry
+from algorithms.base import ConfigError
+from experiments.envs import ENVS_YAML, ale_kwargs, check_dependencies, load_catalog, make_env
+from experiments.matrix import expand, load_config
+
+CATALOG = load_catalog()
+ALL_ENVS = [e for s in CATALOG.suites.values() for e in s]
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "experiments" / "config"
+
+
+@pytest.fixture(autouse=True)
+def _scratch_cwd(tmp_path, monkeypatch):
+    # Some MuJoCo models (HalfCheetah-v5) make mujoco write MUJOCO_LOG.TXT into the cwd.
+    monkeypatch.chdir(tmp_path)
+
+
+def test_suites_hold_the_expected_envs():
+    assert CATALOG.suite("classic") == ["CartPole-v1", "Acrobot-v1", "Pendulum-v1",
+                                        "MountainCarContinuous-v0"]
+    mujoco = ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Swimmer", "InvertedPendulum", "Humanoid")
+    assert set(CATALOG.suite("mujoco")) == {f"{n}-v5" for n in mujoco}
+    atari = ("Pong", "Breakout", "BeamRider", "Seaquest")
+    assert set(CATALOG.suite("atari")) == {f"ALE/{n}-v5" for n in atari}
+
+
+@pytest.mark.parametrize("env_id", ALL_ENVS)
+def test_every_env_has_budgets_eval_and_scores(env_id):
+    spec = CATALOG.get(env_id)
+    assert spec.budget["smoke"] <= spec.budget["default"] <= spec.budget["paper"]
+    assert spec.eval_freq > 0 and spec.eval_episodes > 0
+    assert spec.threshold > spec.random_score
+    if spec.family == "mujoco":
+        assert spec.budget["paper"] == 1_000_000
+        assert spec.hyperparams == {"norm_obs": True, "norm_reward": True}
+    if spec.family == "atari":
+        assert spec.budget["paper"] == 10_000_000
+
+
+@pytest.mark.parametrize("env_id", ALL_ENVS)
+def test_every_env_constructs_and_steps_train_and_eval(env_id):
+    spec = CATALOG.get(env_id)
+    check_dependencies(spec)
+    for train in (True, False):
+        env = make_env(spec, train)
+        try:
+            obs, _ = env.reset(seed=0)
+            assert env.observation_space.contains(obs), (env_id, train)
+            env.action_space.seed(0)
+            for _ in range(5):
+                obs, r, term, trunc, _ = env.step(env.action_space.sample())
+                assert np.isfinite(r)
+                if term or trunc:
+                    obs, _ = env.reset()
+            assert env.observation_space.contains(obs)
+        finally:
+            env.close()
+        # the innermost wrapper above the raw env is the episode monitor (raw rewards, full episodes)
+        inner = env
+        while isinstance(inner, gym.Wrapper) and not isinstance(inner, gym.wrappers.RecordEpisodeStatistics):
+            inner = inner.env
+        assert isinstance(inner, gym.wrappers.RecordEpisodeStatistics)
+        below = inner.env
+        while isinstance(below, gym.Wrapper):
+            assert type(below).__name__ in ("OrderEnforcing", "PassiveEnvChecker", "TimeLimit"), type(below)
+            below = below.env
+
+
+@pytest.mark.parametrize("env_id", CATALOG.suite("atari"))
+def test_atari_observations_are_stacked_uint8_frames(env_id):
+    spec = CATALOG.get(env_id)
+    for train in (True, False):
+        env = make_env(spec, train)
+        obs, _ = env.reset(seed=1)
+        assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+        assert env.observation_space.shape == (4, 84, 84) and env.observation_space.dtype == np.uint8
+        obs, *_ = env.step(0)
+        assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+        env.close()
+
+
+def test_atari_v5_settings_are_stated_and_used():
+    spec = CATALOG.get("ALE/Pong-v5")
+    kw = ale_kwargs(spec)
+    assert kw == {"frameskip": 1, "repeat_action_probability": 0.25, "full_action_space": False,
+                  "max_num_frames_per_episode": 108_000}
+    raw = yaml.safe_load(ENVS_YAML.read_text())["families"]["atari"]["atari"]
+    assert {"repeat_action_probability", "full_action_space", "max_num_frames_per_episode"} <= set(raw)
+    env = make_env(spec, train=False)
+    assert env.unwrapped._frameskip == 1                   # AtariPreprocessing skips (4, max-pooled)
+    assert env.unwrapped.action_space.n == 6               # minimal action set
+    env.close()
+
+
+def test_training_reward_is_clipped_and_eval_reward_is_raw():
+    """Same seed, same actions: identical games until the first reward (BeamRider: 44 points)."""
+    spec = CATALOG.get("ALE/BeamRider-v5")
+    tr, ev = make_env(spec, True), make_env(spec, False)
+    o1, _ = tr.reset(seed=3)
+    o2, _ = ev.reset(seed=3)
+    assert (o1 == o2).all()
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        a = int(rng.integers(tr.action_space.n))
+        _, r_train, *_ = tr.step(a)
+        _, r_eval, t, u, _ = ev.step(a)
+        assert not (t or u)
+        if r_eval != 0:
+            break
+    assert r_eval > 1 and r_train == 1.0
+    tr.close()
+    ev.close()
+
+
+def test_training_returns_are_full_games_with_raw_score():
+    """Episodic life ends *training* episodes at each life loss, but info["episode"] (read by our
+    VecEnv and by the SB3 callback) comes only at game over, with the raw, unclipped score."""
+    spec = CATALOG.get("ALE/BeamRider-v5")
+    env = make_env(spec, True)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    clipped, life_losses, info = 0.0, 0, {}
+    for _ in range(20_000):
+        _, r, term, trunc, info = env.step(int(rng.integers(env.action_space.n)))
+        clipped += r
+        assert r in (-1.0, 0.0, 1.0)
+        if term or trunc:
+            if "episode" in info:
+                break
+            life_losses += 1
+            assert env.unwrapped.ale.lives() > 0
+            env.reset()
+    assert "episode" in info and env.unwrapped.ale.lives() == 0
+    assert life_losses == 2                         # 3 lives: 2 life losses, then game over
+    assert info["episode"]["r"] > clipped > 0       # raw score (44 per enemy), not the clipped sum
+    env.close()
+
+
+def test_eval_env_does_not_end_on_life_loss():
+    spec = CATALOG.get("ALE/Breakout-v5")
+    env = make_env(spec, False)
+    env.reset(seed=0)
+    lives0 = env.unwrapped.ale.lives()
+    rng = np.random.default_rng(0)
+    for _ in range(5000):
+        _, _, term, trunc, info = env.step(int(rng.integers(env.action_space.n)))
+        if term or trunc:
+            break
+    assert env.unwrapped.ale.lives() == 0 < lives0 and "episode" in info
+    env.close()
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+def test_unknown_env_and_suite_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown env 'Nope-v0'"):
+        CATALOG.get("Nope-v0")
+    with pytest.raises(ConfigError, match="unknown suite 'bullet'"):
+        CATALOG.suite("bullet")
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"suites": ["bullet"]}, "unknown suite 'bullet'"),
+    ({"envs": ["CartPole-v9"]}, "unknown env 'CartPole-v9'"),
+    ({"envs": ["CartPole-v1"], "steps": {"Pong-v5": 10}}, "unknown env 'Pong-v5'"),
+    ({"envs": ["CartPole-v1"], "exclude": [{"env": "Hopper-v4"}]}, "unknown env 'Hopper-v4'"),
+])
+def test_matrix_rejects_unknown_envs_and_suites_before_any_job(cfg, message):
+    with pytest.raises(ConfigError, match=message):
+        expand({"profile": "smoke", "seeds": [0], "algorithms": ["ppo"], **cfg})
+
+
+def test_runner_rejects_unknown_env_and_writes_nothing(tmp_path):
+    from experiments.runner import execute
+    with pytest.raises(ConfigError, match="unknown env"):
+        execute("ppo", "NoSuchEnv-v0", 0, 100, tmp_path / "o", progress_bar=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_env_in_envs_yaml_but_unknown_to_gymnasium(tmp_path):
+    data = yaml.safe_load(ENVS_YAML.read_text())
+    data["envs"]["ALE/NotAGame-v5"] = dict(data["envs"]["ALE/Pong-v5"])
+    data["suites"]["atari"].append("ALE/NotAGame-v5")
+    (tmp_path / "envs.yaml").write_text(yaml.safe_dump(data))
+    cat = load_catalog(tmp_path / "envs.yaml")
+    with pytest.raises(ConfigError, match="gymnasium does not know env 'ALE/NotAGame-v5'"):
+        check_dependencies(cat.get("ALE/NotAGame-v5"))
+
+
+def _mutated(tmp_path, mutate) -> Path:
+    data = yaml.safe_load(ENVS_YAML.read_text())
+    mutate(data)
+    p = tmp_path / "envs.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+@pytest.mark.parametrize("mutate, path", [
+    (lambda d: d["envs"]["Hopper-v5"]["budget"].pop("paper"), "envs/Hopper-v5/budget"),
+    (lambda d: d["envs"]["CartPole-v1"]["budget"].update(smoke="lots"), "envs/CartPole-v1/budget/smoke"),
+    (lambda d: d["envs"]["CartPole-v1"].update(treshold=1), "envs/CartPole-v1"),
+    (lambda d: d["envs"]["Pendulum-v1"].update(actions="box"), "envs/Pendulum-v1/actions"),
+    (lambda d: d["envs"]["Pendulum-v1"]["eval"].update(episodes=0), "envs/Pendulum-v1/eval/episodes"),
+    (lambda d: d["families"]["atari"]["atari"].update(frame_skp=4), "families/atari/atari"),
+    (lambda d: d["families"]["atari"]["atari"].update(repeat_action_probability=2), "families/atari/atari/"
+                                                                                    "repeat_action_probability"),
+    (lambda d: d["suites"].update(classic=[]), "suites/classic"),
+    (lambda d: d.update(extra={}), "<root>"),
+])
+def test_malformed_envs_yaml_names_the_offending_key_path(tmp_path, mutate, path):
+    with pytest.raises(ConfigError) as e:
+        load_catalog(_mutated(tmp_path, mutate))
+    assert f"at {path}" in str(e.value), str(e.value)
+
+
+def test_semantic_errors_name_the_key_path(tmp_path):
+    with pytest.raises(ConfigError, match="at envs/Hopper-v5/family: unknown family 'mujo'"):
+        load_catalog(_mutated(tmp_path, lambda d: d["envs"]["Hopper-v5"].update(family="mujo")))
+    with pytest.raises(ConfigError, match="at suites/mujoco/7: env 'Reacher-v5' is not defined"):
+        load_catalog(_mutated(tmp_path, lambda d: d["suites"]["mujoco"].append("Reacher-v5")))
+
+
+def test_duplicate_keys_and_bad_yaml_are_errors(tmp_path):
+    text = ENVS_YAML.read_text()
+    dup = text.replace("  Acrobot-v1:\n", "  CartPole-v1:\n", 1)
+    (tmp_path / "dup.yaml").write_text(dup)
+    with pytest.raises(ConfigError, match="duplicate key 'CartPole-v1'"):
+        load_catalog(tmp_path / "dup.yaml")
+    (tmp_path / "bad.yaml").write_text("envs: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_catalog(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="not found"):
+        load_catalog(tmp_path / "missing.yaml")
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+def test_paper_profile_expands_with_the_registered_algorithms():
+    cfg = load_config(CONFIG_DIR / "paper.yaml")
+    assert cfg["profile"] == "paper" and cfg["seeds"] == list(range(10)) and cfg["suites"] == ["mujoco"]
+    wanted = {"ppo", "npg", "trpo", "acer", "acer-no-trunc", "acer-no-tr", "acer-no-retrace",
+              "acer-no-replay", "sb3-ppo", "sb3-trpo", "sb3-a2c"}
+    assert set(cfg["algorithms"]) == wanted
+    present = [a for a in cfg["algorithms"] if a in registry.ALGORITHMS]   # others land in parallel
+    assert {"ppo", "sb3-ppo", "sb3-trpo", "sb3-a2c"} <= set(present)
+    runs = expand({**cfg, "algorithms": present})
+    assert {r.env for r in runs} == set(CATALOG.suite("mujoco"))
+    assert {r.steps for r in runs} == {1_000_000}
+    assert {r.seed for r in runs} == set(range(10))
+    for a in ("ppo", "sb3-ppo", "sb3-trpo", "sb3-a2c"):
+        assert sum(r.algo == a for r in runs) == 7 * 10
+    atari = expand({**cfg, "algorithms": present, "seeds": [0, 1, 2, 3, 4], "suites": ["atari"]})
+    assert {r.steps for r in atari} == {10_000_000} and {r.seed for r in atari} == set(range(5))
+    assert len({r.env for r in atari}) == 4
