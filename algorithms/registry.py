@@ -7,7 +7,6 @@ a ``("module:Class", {hyper-parameter: value})`` pair: same code, different defa
 from __future__ import annotations
 
 import importlib
-
 from typing import Any
 
 from algorithms.base import Algorithm, ConfigError

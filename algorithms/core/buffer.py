@@ -35,8 +35,11 @@ class RolloutBuffer:
         """Per-step action sampler: the NumPy actor for MLPs (see core/fast.py), torch otherwise."""
         if NumpyActor.supports(policy):
             if self._actor is None or self._actor.policy is not policy:
-                self._actor = NumpyActor(policy, torch_seed_for_numpy())
+                self._actor = NumpyActor(policy, 0)
             self._actor.refresh()
+            # re-seeded from torch's generator at every rollout: the checkpointed torch RNG
+            # state then fixes the action stream, and a resumed run continues bit for bit
+            self._actor.rng = np.random.default_rng(torch_seed_for_numpy())
             return self._actor.sample
         return lambda o: policy.dist(torch.as_tensor(o)).sample().numpy()
 

@@ -1,0 +1,224 @@
+"""Natural Policy Gradient and Trust Region Policy Optimization (seed §4.5.2–4.5.3).
+
+Both solve, once per batch of N envs × T steps collected with π_old,
+
+    maximise_θ   L(θ) = E_t[ π_θ(a_t|s_t) / π_old(a_t|s_t) · A_t ]
+    subject to   D̄_KL(π_old ‖ π_θ) = E_t[ KL(π_old(·|s_t) ‖ π_θ(·|s_t)) ] ≤ δ
+
+with A_t = GAE(γ, λ), normalised over the batch. Linearising L and taking the quadratic
+model of the KL, D̄_KL ≈ ½ Δθᵀ F Δθ, the solution is the natural gradient step
+
+    g = ∇_θ L(θ_old)                    the policy gradient
+    s = F⁻¹ g                           by conjugate gradient on (F + λI) s = g
+    Δθ = β s,  β = √(2δ / sᵀ F s)       the step whose quadratic KL model equals δ
+
+F is the Fisher matrix, the Hessian of D̄_KL at θ_old, used only through products F·v
+(``algorithms.core.fisher``). As in Schulman's and sb3-contrib's code, the damped product
+(F + λI) s is used in sᵀFs too, so the quadratic KL model of the step is at most δ.
+
+The two algorithms differ only in ``take_step``:
+
+* NPG takes the step Δθ as it is.
+* TRPO searches along it, θ = θ_old + αᵏ Δθ for k = 0, 1, …, K−1 (α the shrinking factor),
+  and accepts the first point where the *exact* mean KL is ≤ δ and L improved on L(θ_old).
+  If none qualifies, θ_old is restored exactly (bitwise) and the update is logged as not
+  accepted.
+
+The critic V_φ is trained separately, after the policy step: ``n_critic_updates`` epochs of
+minibatch MSE regression on the GAE returns R_t = A_t + V_old(s_t), with Adam.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from algorithms.base import Algorithm, BaseConfig, ConfigError
+from algorithms.core.buffer import RolloutBuffer, explained_variance
+from algorithms.core.fisher import cg, flat_grad, flat_params, kl_hessian_fvp, set_flat_params
+from algorithms.core.nets import ActorCritic
+
+
+@dataclasses.dataclass
+class NPGConfig(BaseConfig):
+    """Names and defaults of sb3-contrib's TRPO, less the line search."""
+
+    n_steps: int = 2048
+    batch_size: int = 128                 # critic minibatch size
+    learning_rate: float = 1e-3           # critic (Adam)
+    n_critic_updates: int = 10            # critic epochs per update
+    gae_lambda: float = 0.95
+    cg_max_steps: int = 15
+    cg_damping: float = 0.1               # λ in (F + λI)
+    target_kl: float = 0.01               # δ, the trust-region radius in mean KL
+    normalize_advantage: bool = True
+    sub_sampling_factor: int = 1          # policy step on every k-th sample
+    log_std_init: float = 0.0
+
+    def validate(self) -> None:
+        if self.batch_size > self.n_steps * self.n_envs:
+            raise ConfigError(f"batch_size={self.batch_size} exceeds n_steps*n_envs="
+                              f"{self.n_steps * self.n_envs}")
+        if not self.target_kl > 0:
+            raise ConfigError("target_kl (δ) must be > 0")
+        if self.cg_damping < 0 or self.cg_max_steps < 1 or self.sub_sampling_factor < 1:
+            raise ConfigError("need cg_damping >= 0, cg_max_steps >= 1, sub_sampling_factor >= 1")
+
+
+@dataclasses.dataclass
+class TRPOConfig(NPGConfig):
+    """sb3-contrib's TRPO names and defaults."""
+
+    line_search_shrinking_factor: float = 0.8    # α
+    line_search_max_iter: int = 10               # K
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.line_search_shrinking_factor < 1 or self.line_search_max_iter < 1:
+            raise ConfigError("need 0 < line_search_shrinking_factor < 1 and line_search_max_iter >= 1")
+
+
+@dataclasses.dataclass
+class StepProblem:
+    """One natural-gradient step, ready to be taken: everything ``take_step`` needs."""
+
+    params: list[torch.nn.Parameter]            # θ, the actor's parameters (log σ included)
+    theta_old: torch.Tensor                     # θ_old, flat copy
+    full_step: torch.Tensor                     # Δθ = β s
+    max_kl: float                               # δ
+    surrogate_before: float                     # L(θ_old)
+    evaluate: Callable[[], tuple[float, float]]  # (L(θ), D̄_KL(π_old ‖ π_θ)) at the current θ
+
+
+class NPG(Algorithm):
+    """Natural policy gradient: one normalised step Δθ = √(2δ / sᵀFs) s per batch."""
+
+    name = "npg"
+    Config = NPGConfig
+
+    def __init__(self, cfg: NPGConfig, run) -> None:
+        super().__init__(cfg, run)
+        self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs,
+                                norm_reward=cfg.norm_reward)
+        self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
+                                  cfg.net_arch, cfg.activation, cfg.log_std_init)
+        self.critic_opt = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate, fused=True)
+        self.buffer = RolloutBuffer(cfg.n_steps, self.env)
+        self.step = 0
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.policy.dist(torch.as_tensor(self.env.normalize_obs(obs))).mode().numpy()
+
+    def state_dict(self) -> dict:
+        """Policy, critic optimiser, step counter; the runner saves the env (normalisation
+        statistics included) and the RNG states."""
+        return {"policy": self.policy.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "step": self.step}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.policy.load_state_dict(s["policy"])
+        self.critic_opt.load_state_dict(s["critic_opt"])
+        self.step = s["step"]
+
+    # --- the policy step ---------------------------------------------------------------
+    def step_problem(self, obs: torch.Tensor, act: torch.Tensor,
+                     adv: torch.Tensor) -> tuple[StepProblem, dict]:
+        """Build g, F·v, s = F⁻¹g (CG) and the full step Δθ = √(2δ / sᵀFs) s at θ_old."""
+        cfg, pi = self.cfg, self.policy
+        params = pi.actor_parameters()
+        with torch.no_grad():
+            old = pi.dist(obs)                          # π_old, fixed from here on
+            logp_old = old.log_prob(act)
+
+        def surrogate_and_kl(dist) -> tuple[torch.Tensor, torch.Tensor]:
+            ratio = torch.exp(dist.log_prob(act) - logp_old)
+            return (ratio * adv).mean(), old.kl(dist).mean()
+
+        dist = pi.dist(obs)                             # π_θ at θ = θ_old, with graph
+        surr, kl = surrogate_and_kl(dist)
+        g = flat_grad(surr, params, retain_graph=True)  # g = ∇_θ L(θ_old)
+        Fv = kl_hessian_fvp(kl, params, cfg.cg_damping)  # v ↦ (F + λI) v
+        s, residual = cg(Fv, g, cfg.cg_max_steps)       # s ≈ F⁻¹ g
+        sFs = float(s @ Fv(s))
+        beta = (2 * cfg.target_kl / sFs) ** 0.5 if sFs > 0 and np.isfinite(sFs) else 0.0
+        full_step = beta * s
+
+        def evaluate() -> tuple[float, float]:
+            with torch.no_grad():
+                L, D = surrogate_and_kl(pi.dist(obs))
+            return float(L), float(D)
+
+        problem = StepProblem(params, flat_params(params), full_step, cfg.target_kl, surr.item(), evaluate)
+        diag = {"cg_residual": residual, "step_norm": float(full_step.norm()), "step_size": beta,
+                "grad_norm": float(g.norm())}
+        return problem, diag
+
+    def take_step(self, p: StepProblem) -> dict:
+        """NPG: θ = θ_old + Δθ, always accepted."""
+        set_flat_params(p.params, p.theta_old + p.full_step)
+        return {"line_search_steps": 0, "step_accepted": 1}
+
+    # --- the critic --------------------------------------------------------------------
+    def fit_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
+        """``n_critic_updates`` epochs of minibatch MSE on R_t; returns the mean loss."""
+        cfg, pi = self.cfg, self.policy
+        n, losses = obs.shape[0], []
+        for _ in range(cfg.n_critic_updates):
+            perm = torch.randperm(n)
+            for start in range(0, n, cfg.batch_size):
+                idx = perm[start:start + cfg.batch_size]
+                loss = (pi.value(obs[idx]) - returns[idx]).pow(2).mean()
+                self.critic_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.critic_opt.step()
+                losses.append(loss.detach())
+        return float(torch.stack(losses).mean())
+
+    def learn(self) -> None:
+        cfg, run, buf, pi = self.cfg, self.run, self.buffer, self.policy
+        per_update = cfg.n_steps * cfg.n_envs
+        while self.step < run.total_steps:
+            buf.collect(pi)
+            self.step += per_update
+            A, R = buf.advantages(cfg.gamma, cfg.gae_lambda)
+            obs, act, v_old, A, R = buf.flat(buf.obs, buf.actions, buf.values, A, R)
+
+            k = cfg.sub_sampling_factor
+            p_obs, p_act, p_adv = obs[::k], act[::k], A[::k]
+            if cfg.normalize_advantage and len(p_adv) > 1:
+                p_adv = (p_adv - p_adv.mean()) / (p_adv.std() + 1e-8)
+            problem, diag = self.step_problem(p_obs, p_act, p_adv)
+            diag.update(self.take_step(problem))
+            surrogate_after, kl = problem.evaluate()
+            with torch.no_grad():
+                dist = pi.dist(p_obs)
+                log_ratio = dist.log_prob(p_act) - buf.flat(buf.logp)[0][::k]
+            diag.update(kl=kl, max_kl=problem.max_kl, surrogate_before=problem.surrogate_before,
+                        surrogate_after=surrogate_after, entropy=float(dist.entropy().mean()),
+                        approx_kl=float(((log_ratio.exp() - 1) - log_ratio).mean()))
+
+            diag["value_loss"] = self.fit_critic(obs, R)
+            diag["explained_variance"] = explained_variance(v_old, R)
+            run.log_update(self.step, diag)
+
+
+class TRPO(NPG):
+    """NPG's step followed by a backtracking line search on the exact KL and surrogate."""
+
+    name = "trpo"
+    Config = TRPOConfig
+
+    def take_step(self, p: StepProblem) -> dict:
+        """TRPO: backtrack θ = θ_old + αᵏ Δθ, k = 0 … K−1, until D̄_KL ≤ δ and L improves;
+        else restore θ_old. ``line_search_steps`` counts the points tried."""
+        cfg = self.cfg
+        for k in range(cfg.line_search_max_iter):
+            set_flat_params(p.params, p.theta_old + cfg.line_search_shrinking_factor ** k * p.full_step)
+            surrogate, kl = p.evaluate()
+            if kl <= p.max_kl and surrogate > p.surrogate_before:
+                return {"line_search_steps": k + 1, "step_accepted": 1}
+        set_flat_params(p.params, p.theta_old)          # nothing accepted: θ = θ_old, bitwise
+        return {"line_search_steps": cfg.line_search_max_iter, "step_accepted": 0}

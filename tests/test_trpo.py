@@ -1,0 +1,203 @@
+"""NPG and TRPO: configuration, the trust region, the line search, the step size."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+
+import gymnasium as gym
+import pytest
+import torch
+
+from algorithms import registry
+from algorithms.base import ConfigError, build_config
+from algorithms.core.envs import VecEnv
+from algorithms.core.fisher import flat_params, set_flat_params
+from algorithms.trpo import NPG, TRPO, NPGConfig, TRPOConfig
+from experiments.envs import load_catalog
+from experiments.runner import execute, resolve_hyperparams
+
+DIAGNOSTICS = ("kl", "max_kl", "surrogate_before", "surrogate_after", "line_search_steps", "step_accepted",
+               "cg_residual", "step_norm", "step_size", "entropy", "value_loss", "explained_variance",
+               "approx_kl")
+
+
+class StubRun:
+    """The runner's side of ``algorithms.base.Run``, without evaluation or output files."""
+
+    def __init__(self, env_id: str, total_steps: int = 0, seed: int = 0) -> None:
+        self.env_id, self.total_steps, self.seed, self.device = env_id, total_steps, seed, torch.device("cpu")
+        self.updates: list[tuple[int, dict]] = []
+
+    def make_env(self, n_envs, *, gamma=0.99, norm_obs=False, norm_reward=False) -> VecEnv:
+        return VecEnv([lambda: gym.make(self.env_id)] * n_envs, seed=self.seed, norm_obs=norm_obs,
+                      norm_reward=norm_reward, gamma=gamma)
+
+    def log_update(self, step, diagnostics) -> None:
+        self.updates.append((step, dict(diagnostics)))
+
+
+def make(cls, env_id: str = "CartPole-v1", **overrides):
+    torch.manual_seed(0)
+    cfg = build_config(cls.Config, {"n_steps": 256, "batch_size": 64, **overrides})
+    return cls(cfg, StubRun(env_id, total_steps=256))
+
+
+def batch(algo):
+    """One rollout, flattened: observations, actions, normalised advantages."""
+    buf = algo.buffer
+    buf.collect(algo.policy)
+    A, _ = buf.advantages(algo.cfg.gamma, algo.cfg.gae_lambda)
+    obs, act, A = buf.flat(buf.obs, buf.actions, A)
+    return obs, act, (A - A.mean()) / (A.std() + 1e-8)
+
+
+def snapshot(params):
+    return [p.detach().clone() for p in params]
+
+
+def test_defaults_are_sb3_contrib_trpo():
+    cfg = TRPOConfig()
+    expected = dict(n_steps=2048, batch_size=128, gamma=0.99, gae_lambda=0.95, learning_rate=1e-3,
+                    n_critic_updates=10, cg_max_steps=15, cg_damping=0.1, line_search_shrinking_factor=0.8,
+                    line_search_max_iter=10, target_kl=0.01, normalize_advantage=True, sub_sampling_factor=1)
+    assert {k: getattr(cfg, k) for k in expected} == expected
+    assert not hasattr(NPGConfig(), "line_search_max_iter")      # NPG has no line search
+    with pytest.raises(ConfigError):
+        build_config(TRPOConfig, {"line_search_shrinking_factor": 1.0})
+    with pytest.raises(ConfigError):
+        build_config(NPGConfig, {"target_kl": 0})
+
+
+def test_registry_and_zoo_hyperparams():
+    assert registry.get("npg")[0] is NPG and registry.get("trpo")[0] is TRPO
+    assert issubclass(TRPO, NPG) and TRPO.take_step is not NPG.take_step
+    spec = load_catalog().get("CartPole-v1")
+    for algo in ("npg", "trpo"):
+        _, cfg = resolve_hyperparams(algo, spec, {})
+        got = (cfg.n_envs, cfg.n_steps, cfg.batch_size, cfg.cg_damping, cfg.gae_lambda, cfg.n_critic_updates)
+        assert got == (2, 512, 512, 1e-3, 0.98, 20)
+
+
+def read_progress(path) -> list[dict[str, float]]:
+    with open(path / "progress.csv") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("algo", ["trpo", "npg"])
+def test_short_run_respects_trust_region(tmp_path, algo):
+    delta = 0.01
+    s = execute(algo, "CartPole-v1", 0, 2048, tmp_path, {"n_envs": 1, "n_steps": 256, "batch_size": 64,
+                                                         "n_critic_updates": 2}, progress_bar=False)
+    assert s["status"] == "ok" and s["steps_done"] == 2048
+    rows = read_progress(tmp_path)
+    assert len(rows) == 8 and all(k in rows[0] for k in DIAGNOSTICS)
+    for r in rows:
+        assert r["max_kl"] == delta
+        if algo == "trpo":
+            assert r["kl"] <= delta * (1 + 1e-6)            # the constraint holds after every update
+            if r["step_accepted"]:
+                assert r["surrogate_after"] > r["surrogate_before"]
+            else:
+                assert r["kl"] == 0.0                       # θ_old restored: π is π_old again
+                assert r["surrogate_after"] == pytest.approx(r["surrogate_before"], abs=1e-6)
+        else:   # NPG takes every step; only its quadratic KL model is δ (the exact KL is not bounded)
+            assert r["step_accepted"] == 1 and r["line_search_steps"] == 0 and r["kl"] > 0
+
+
+@pytest.mark.parametrize("force", ["surrogate_never_improves", "tiny_delta"])
+def test_failed_line_search_restores_theta_old_bitwise(force):
+    algo = make(TRPO)
+    problem, _ = algo.step_problem(*batch(algo))
+    before = snapshot(problem.params)
+    trials: list[torch.Tensor] = []
+    real_evaluate = problem.evaluate
+
+    def evaluate():
+        trials.append(flat_params(problem.params))
+        surrogate, kl = real_evaluate()
+        return (surrogate - 1.0 if force == "surrogate_never_improves" else surrogate), kl
+
+    problem = dataclasses.replace(problem, evaluate=evaluate,
+                                  max_kl=1e-30 if force == "tiny_delta" else problem.max_kl)
+    out = algo.take_step(problem)
+    assert out == {"line_search_steps": algo.cfg.line_search_max_iter, "step_accepted": 0}
+    assert len(trials) == algo.cfg.line_search_max_iter
+    assert all(not torch.equal(t, problem.theta_old) for t in trials)     # the trials did move θ
+    assert all(torch.equal(p, q) for p, q in zip(problem.params, before))
+
+
+def test_line_search_accepts_first_admissible_point():
+    algo = make(TRPO)
+    problem, _ = algo.step_problem(*batch(algo))
+    out = algo.take_step(problem)
+    assert out["step_accepted"] == 1 and 1 <= out["line_search_steps"] <= algo.cfg.line_search_max_iter
+    surrogate, kl = problem.evaluate()
+    assert kl <= problem.max_kl and surrogate > problem.surrogate_before
+    fraction = algo.cfg.line_search_shrinking_factor ** (out["line_search_steps"] - 1)
+    assert torch.equal(flat_params(problem.params), problem.theta_old + fraction * problem.full_step)
+
+
+def npg_kl_ratios(deltas, **overrides) -> list[float]:
+    """KL(π_old ‖ π_{θ_old + Δθ}) / δ of the NPG step, in float64, for each δ."""
+    algo = make(NPG, cg_max_steps=200, **overrides)
+    obs, act, adv = batch(algo)
+    algo.policy.double()
+    obs, adv = obs.double(), adv.double()
+    ratios = []
+    for delta in deltas:
+        algo.cfg.target_kl = delta
+        problem, diag = algo.step_problem(obs, act, adv)
+        assert diag["cg_residual"] < 1e-8
+        algo.take_step(problem)
+        ratios.append(problem.evaluate()[1] / delta)
+        set_flat_params(problem.params, problem.theta_old)
+    return ratios
+
+
+def test_npg_step_kl_matches_delta_to_second_order():
+    """A linear softmax policy, no damping, CG run to convergence: ½ΔθᵀFΔθ = δ exactly, so
+    the exact KL of the step is δ up to third-order terms: KL/δ → 1 as δ → 0."""
+    errors = [abs(r - 1) for r in npg_kl_ratios((1e-2, 1e-3, 1e-4), net_arch=(), cg_damping=0.0)]
+    assert all(b < a / 5 for a, b in zip(errors, errors[1:]))
+    assert errors[0] < 0.05 and errors[-1] < 1e-4
+
+
+def test_damped_npg_step_stays_inside_the_quadratic_model():
+    """With damping λ, sᵀ(F + λI)s ≥ sᵀFs, so the step's KL is at most δ as δ → 0."""
+    ratios = npg_kl_ratios((1e-4, 1e-5), net_arch=(8,), cg_damping=1e-3)
+    assert all(0.1 < r < 1 for r in ratios)
+
+
+def test_log_std_is_optimised():
+    algo = make(TRPO, "Pendulum-v1")
+    problem, _ = algo.step_problem(*batch(algo))
+    log_std = algo.policy.pi.log_std
+    assert any(p is log_std for p in problem.params)
+    before = log_std.detach().clone()
+    algo.take_step(dataclasses.replace(problem, evaluate=lambda: (math.inf, 0.0)))   # accept the full step
+    assert not torch.equal(log_std.detach(), before)
+
+
+def test_learn_logs_every_update_and_state_dict_roundtrip():
+    algo = make(TRPO, n_critic_updates=1)
+    algo.run.total_steps = 512
+    algo.learn()
+    assert [s for s, _ in algo.run.updates] == [256, 512]
+    assert all(set(DIAGNOSTICS) <= set(d) for _, d in algo.run.updates)
+    state = algo.state_dict()
+    other = make(TRPO, n_critic_updates=1)
+    other.load_state_dict(state)
+    assert other.step == 512
+    mine, theirs = algo.policy.state_dict(), other.policy.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert other.critic_opt.state_dict()["state"].keys() == algo.critic_opt.state_dict()["state"].keys()
+
+
+@pytest.mark.slow
+def test_trpo_solves_cartpole_within_100k_steps(tmp_path):
+    s = execute("trpo", "CartPole-v1", 0, 100_000, tmp_path, progress_bar=False)
+    assert s["status"] == "ok"
+    with open(tmp_path / "eval.csv") as f:
+        best = max(float(r["return_mean"]) for r in csv.DictReader(f))
+    assert best >= 475

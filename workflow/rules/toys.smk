@@ -1,0 +1,38 @@
+# The seed's two deterministic toy experiments (numpy only, seconds each; no gym).
+# Included by the Snakefile, which defines RESULTS.
+import sys
+
+TOY_TARGETS = [
+    f"{RESULTS}/toys/gaussian_trajectories.csv",
+    f"{RESULTS}/toys/gaussian_summary.csv",
+    f"{RESULTS}/toys/npg_vs_pg.csv",
+    f"{RESULTS}/toys/npg_vs_pg_summary.csv",
+]
+
+
+rule toy_gaussian_manifold:
+    """§4.5.1: fitting N(μ, σ) by gradient descent vs natural gradient descent."""
+    output:
+        trajectories=f"{RESULTS}/toys/gaussian_trajectories.csv",
+        summary=f"{RESULTS}/toys/gaussian_summary.csv",
+    params:
+        outdir=f"{RESULTS}/toys",
+    log:
+        f"{RESULTS}/logs/toys/gaussian_manifold.log",
+    localrule: True
+    shell:
+        "{sys.executable} -m experiments.toys.gaussian_manifold --out {params.outdir} > {log} 2>&1"
+
+
+rule toy_npg_vs_pg:
+    """§4.5.2: natural vs vanilla policy gradient, exact gradients on a chain MDP."""
+    output:
+        curves=f"{RESULTS}/toys/npg_vs_pg.csv",
+        summary=f"{RESULTS}/toys/npg_vs_pg_summary.csv",
+    params:
+        outdir=f"{RESULTS}/toys",
+    log:
+        f"{RESULTS}/logs/toys/npg_vs_pg.log",
+    localrule: True
+    shell:
+        "{sys.executable} -m experiments.toys.npg_vs_pg --out {params.outdir} > {log} 2>&1"
