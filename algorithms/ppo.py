@@ -102,20 +102,21 @@ class PPO(Algorithm):
             stats: list[torch.Tensor] = []   # per minibatch: pg_loss, value_loss, entropy, approx_kl, clip_fraction
             stop = False
             for _epoch in range(cfg.n_epochs):
-                perm = torch.randperm(n)
+                perm = torch.randperm(n)   # one gather per epoch; minibatches are then contiguous views
+                e_obs, e_act, e_logp_old, e_v_old, e_A, e_R = (x[perm] for x in (obs, act, logp_old, v_old, A, R))
                 for start in range(0, n, cfg.batch_size):
-                    idx = perm[start:start + cfg.batch_size]
-                    dist, v = pi(obs[idx])
-                    logp = dist.log_prob(act[idx])
-                    log_ratio = logp - logp_old[idx]
+                    mb = slice(start, start + cfg.batch_size)
+                    dist, v = pi(e_obs[mb])
+                    logp = dist.log_prob(e_act[mb])
+                    log_ratio = logp - e_logp_old[mb]
                     ratio = log_ratio.exp()                                   # ρ_t(θ)
-                    a = A[idx]
-                    if cfg.normalize_advantage and len(idx) > 1:
+                    a = e_A[mb]
+                    if cfg.normalize_advantage and len(a) > 1:
                         a = (a - a.mean()) / (a.std() + 1e-8)
                     pg_loss = -clipped_surrogate(ratio, a, eps).mean()        # −L^CLIP
                     if cfg.clip_range_vf is not None:
-                        v = v_old[idx] + (v - v_old[idx]).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
-                    v_loss = (R[idx] - v).pow(2).mean()
+                        v = e_v_old[mb] + (v - e_v_old[mb]).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
+                    v_loss = (e_R[mb] - v).pow(2).mean()
                     entropy = dist.entropy().mean()
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
                     with torch.no_grad():

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=["CartPole-v1", "Hopper-v5"])
     p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--algos", nargs="+", default=[p[0] for p in PAIRS], help="which of ours to measure")
     p.add_argument("--out", default="results/bench/throughput.csv")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         raw = raw_env_steps_per_second(env_id, a.steps)
         rows.append({"env": env_id, "algo": "random actions (raw env)", "steps_per_s": round(raw, 1),
                      "reference": "", "reference_steps_per_s": "", "ratio": ""})
-        for ours, ref, overrides in PAIRS:
+        for ours, ref, overrides in (p for p in PAIRS if p[0] in a.algos):
             try:
                 s_ours = learn_steps_per_second(ours, env_id, a.steps, overrides)
                 s_ref = learn_steps_per_second(ref, env_id, a.steps, overrides) if ref else float("nan")
