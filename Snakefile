@@ -55,6 +55,7 @@ rule train:
         steps=lambda wc: run_of(wc).steps,
         sets=run_set_args,
         outdir=lambda wc, output: str(Path(output.summary).parent),
+        eval_episodes=f"--eval-episodes {config['eval_episodes']}" if "eval_episodes" in config else "",
     log:
         f"{RESULTS}/logs/{{algo}}/{{env}}/{{seed}}.log",
     threads: 1
@@ -64,4 +65,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {sys.executable} -m experiments.run --algo {wildcards.algo} "
         "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} --out {params.outdir} "
-        "{params.sets} --no-progress > {log} 2>&1"
+        "{params.sets} {params.eval_episodes} --no-progress > {log} 2>&1"

@@ -32,13 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--eval-episodes", type=int, default=None, help="override the env's episodes per evaluation")
     p.add_argument("--checkpoint-secs", type=float, default=60.0,
                    help="save a resumable checkpoint at most this often (0: after every update)")
     a = p.parse_args(argv)
     from experiments.runner import execute
     try:
         s = execute(a.algo, a.env, a.seed, a.steps, a.out, parse_sets(a.sets), a.device, progress_bar=not a.no_progress,
-                    checkpoint_secs=a.checkpoint_secs)
+                    checkpoint_secs=a.checkpoint_secs, eval_episodes=a.eval_episodes)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ an uninterrupted run's.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import platform
@@ -75,8 +76,9 @@ def seed_everything(seed: int) -> None:
 
 def resolve_hyperparams(algo: str, spec: EnvSpec, overrides: Mapping[str, Any],
                         hyperparams_file: Path = HYPERPARAMS_YAML) -> tuple[type[Algorithm], BaseConfig]:
-    """Config = dataclass defaults < variant preset < env family (envs.yaml) <
-    hyperparams.yaml (``family:NAME`` then env id) < ``overrides`` (--set)."""
+    """Config = dataclass defaults < env family (envs.yaml) < hyperparams.yaml (``family:NAME``
+    then env id; a variant reads its base algorithm's entries) < the variant's preset <
+    ``overrides`` (--set), which may not contradict the preset."""
     cls, preset = registry.get(algo)
     table = yaml.safe_load(hyperparams_file.read_text()) or {} if hyperparams_file.exists() else {}
     merged: dict[str, Any] = dict(preset)
@@ -85,6 +87,11 @@ def resolve_hyperparams(algo: str, spec: EnvSpec, overrides: Mapping[str, Any],
     per_algo = table.get(algo, table.get(registry.base_name(algo), {})) or {}
     merged.update(per_algo.get(f"family:{spec.family}", {}) or {})
     merged.update(per_algo.get(spec.id, {}) or {})
+    clash = sorted(k for k, v in overrides.items() if k in preset and str(v).lower() != str(preset[k]).lower())
+    if clash:
+        raise ConfigError(f"variant {algo!r} fixes {', '.join(f'{k}={preset[k]!r}' for k in clash)}; "
+                          "overriding it would change what the variant is. Use the base algorithm instead.")
+    merged.update(preset)   # a variant's defining settings win over the per-env tables
     merged.update(overrides)
     cfg = build_config(cls.Config, merged, where=f" for {algo} on {spec.id}")
     return cls, cfg
@@ -231,7 +238,7 @@ class RunContext:
 
 def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, overrides: Mapping[str, Any] | None = None,
             device: str = "cpu", catalog: EnvCatalog | None = None, progress_bar: bool = True,
-            checkpoint_secs: float = 60.0) -> dict[str, Any]:
+            checkpoint_secs: float = 60.0, eval_episodes: int | None = None) -> dict[str, Any]:
     """Validate everything, then train. Returns the summary written to ``out/summary.json``."""
     out = Path(out)
     # ---- validation: nothing is written before all of it passes -----------------------
@@ -239,13 +246,18 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         raise ConfigError(f"--steps must be positive, got {steps}")
     catalog = catalog or load_catalog()
     spec = catalog.get(env_id)
+    if eval_episodes is not None:
+        if eval_episodes <= 0:
+            raise ConfigError(f"--eval-episodes must be positive, got {eval_episodes}")
+        spec = dataclasses.replace(spec, eval_episodes=eval_episodes)
     check_dependencies(spec)
     cls, cfg = resolve_hyperparams(algo, spec, overrides or {})
     probe = env_fns(spec, 1)[0]()
     cls.check_action_space(probe.action_space)
     probe.close()
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    identity = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "hyperparams": config_dict(cfg)}
+    identity = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "hyperparams": config_dict(cfg),
+                "eval": {"freq": spec.eval_freq, "episodes": spec.eval_episodes}}
     summary_path = out / "summary.json"
     if summary_path.exists():
         import json

@@ -148,3 +148,9 @@ def test_missing_optional_dependency_names_the_install_hint(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match=r"needs the optional package 'mujoco_not_installed_here': pip install"):
         execute("ppo", "Hopper-v5", 0, 100, tmp_path / "o", progress_bar=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_variant_preset_cannot_be_overridden(tmp_path):
+    with pytest.raises(ConfigError, match="variant 'acer-no-replay' fixes replay_ratio=0"):
+        execute("acer-no-replay", "CartPole-v1", 0, 100, tmp_path / "o", {"replay_ratio": 4}, progress_bar=False)
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,405 @@
+"""Actor-Critic with Experience Replay (Wang et al. 2017; seed §4.5.5), discrete and continuous.
+
+Each iteration collects k = ``n_steps`` steps in each of the ``n_envs`` envs with the current
+policy (the behaviour policy μ, whose statistics are stored), learns from that trajectory
+on-policy, stores it, and then learns from ``replay_ratio`` trajectories replayed from memory
+(once it holds ``replay_start`` transitions). Every update maximises, per step t,
+
+    ρ̄_t (Q^ret_t − V(s_t)) log π(a_t|s_t)                                  truncated IS term
+    + E_{a~π}[ (1 − c/ρ(a))₊ (Q(s_t, a) − V(s_t)) log π(a|s_t) ]             bias correction
+    + ent_coef · H(π(·|s_t))
+
+with ρ(a) = π(a|s_t) / μ(a|s_t), ρ_t = ρ(a_t), ρ̄_t = min(c, ρ_t); and minimises the critic's
+q_coef · ½ (Q^ret_t − Q(s_t, a_t))². V(s) = Σ_a π(a|s) Q(s, a) (discrete). The Retrace target
+is computed backwards (``retrace``):
+
+    Q^ret_t = r_t + γ V(s_{t+1}) + γ c_{t+1} (Q^ret_{t+1} − Q(s_{t+1}, a_{t+1})),   c_i = λ min(1, ρ_i)
+
+which unrolls to the seed's sum r_t + γ V(s_{t+1}) + Σ_{t'>t} γ^{t'−t} (Π_{s=t+1}^{t'} c_s) δ_{t'},
+δ_{t'} = r_{t'} + γ V(s_{t'+1}) − Q(s_{t'}, a_{t'}). A terminal s_{t+1} has value 0; a time-limit
+truncation bootstraps V of the final observation and cuts the trace.
+
+Efficient trust region: the objective's gradient g w.r.t. the statistics φ of π(·|s_t) (the
+probability vector, as in the paper; a Gaussian's mean and log σ) is projected per step onto
+the half-space kᵀz ≤ δ, k = ∇_φ KL(f(·|φ_avg) ‖ f(·|φ)):  z* = g − max(0, (kᵀg − δ)/‖k‖²) k
+(``trust_region``), and z* is back-propagated through the network. φ_avg comes from the
+averaged network θ_avg ← α θ_avg + (1 − α) θ, updated in place after every step (``average_``).
+
+Ablations (registry variants), each switching one component: ``truncation=False`` uses ρ_t
+itself and no bias correction; ``trust_region=False`` back-propagates g; ``retrace=False``
+uses the one-step target r_t + γ V(s_{t+1}); ``replay_ratio=0`` learns on-policy only.
+Continuous actions (Stochastic Dueling Network, Q_opc, c_i = λ min(1, ρ_i^{1/d})): see
+``algorithms.acer_continuous``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from algorithms.base import Algorithm, BaseConfig, ConfigError
+from algorithms.core.distributions import Categorical
+from algorithms.core.nets import make_trunk, ortho_init
+from algorithms.core.replay import ReplayMemory, Trajectory
+
+
+@dataclasses.dataclass
+class ACERConfig(BaseConfig):
+    """Defaults are OpenAI Baselines' ACER (Atari, 16 envs there) unless stated.
+
+    n_steps k = 20 steps per trajectory; n_envs 4 (Baselines 16); learning_rate 7e-4 with a
+    linear decay (Baselines' lrschedule); RMSProp α = 0.99, ε = rms_prop_eps = 1e-5 (torch's;
+    ``rmsprop_tf_like`` for Baselines' TensorFlow variant);
+    q_coef 0.5; ent_coef 0.01 (paper, Atari: 0.001); max_grad_norm 10; buffer_size: transitions
+    held, all envs (Baselines: 50 000 per env → 200 000 at 4 envs); replay_start: transitions
+    before replay starts (Baselines: 10 000 per env → 40 000); replay_ratio 4 trajectories
+    replayed per on-policy one (paper/Baselines draw it ~ Poisson(4): ``replay_poisson``);
+    c = 10 truncation (paper, MuJoCo: 5); delta δ = 1; alpha α = 0.99 averaging (paper,
+    MuJoCo: 0.995); lambda_retrace λ = 1; sdn_samples n = 5 (continuous: SDN's Monte Carlo
+    baseline); log_std_init (continuous). Ablation switches: truncation, trust_region, retrace.
+    """
+
+    n_envs: int = 4
+    n_steps: int = 20
+    learning_rate: float = 7e-4
+    lr_schedule: str = "linear"  # "constant" or "linear" (to 0 over the run)
+    rms_prop_eps: float = 1e-5
+    rmsprop_tf_like: bool = False  # TF's RMSProp as in Baselines (ε inside √, mean square from 1)
+    q_coef: float = 0.5
+    ent_coef: float = 0.01
+    max_grad_norm: float = 10.0
+    buffer_size: int = 200_000
+    replay_start: int = 40_000
+    replay_ratio: int = 4
+    replay_poisson: bool = False
+    c: float = 10.0
+    delta: float = 1.0
+    alpha: float = 0.99
+    lambda_retrace: float = 1.0
+    sdn_samples: int = 5
+    log_std_init: float = 0.0
+    truncation: bool = True
+    trust_region: bool = True
+    retrace: bool = True
+
+    def validate(self) -> None:
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ConfigError("lr_schedule must be 'constant' or 'linear'")
+        if self.replay_ratio < 0:
+            raise ConfigError("replay_ratio must be >= 0")
+        batch = self.n_steps * self.n_envs
+        if self.replay_ratio > 0 and self.buffer_size < batch:
+            raise ConfigError(f"buffer_size={self.buffer_size} < one batch (n_steps*n_envs={batch})")
+        if self.replay_ratio > 0 and self.replay_start > self.buffer_size - self.buffer_size % batch:
+            raise ConfigError(f"replay_start={self.replay_start} > what buffer_size={self.buffer_size} holds")
+        if not (self.c > 0 and self.delta > 0 and 0 <= self.alpha < 1 and 0 <= self.lambda_retrace <= 1):
+            raise ConfigError("need c > 0, delta > 0, 0 <= alpha < 1, 0 <= lambda_retrace <= 1")
+        if self.n_steps < 1 or self.n_envs < 1 or self.sdn_samples < 1:
+            raise ConfigError("n_steps, n_envs and sdn_samples must be >= 1")
+
+
+# --- the pure pieces --------------------------------------------------------------------
+
+
+@torch.no_grad()
+def retrace(
+    rewards: torch.Tensor,
+    q_taken: torch.Tensor,
+    next_values: torch.Tensor,
+    c: torch.Tensor,
+    terminated: torch.Tensor,
+    episode_end: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """Q^ret over (T, N), defined backwards by
+
+        Q^ret_t = r_t + γ (1 − d_t) [ V(s_{t+1}) + (1 − e_t) c_{t+1} (Q^ret_{t+1} − Q(s_{t+1}, a_{t+1})) ]
+
+    ``q_taken[t]`` = Q(s_t, a_t); ``next_values[t]`` = V(s_{t+1}), the final observation's on an
+    episode end and V(s_T) at the last step; ``c[t]`` = c_t; d = terminated (no bootstrap),
+    e = episode end for any reason (cuts the trace). c ≡ 1 gives Q_opc; c ≡ 0 the one-step target.
+
+    The recursion is linear, Q^ret_t = u_t + w_t Q^ret_{t+1} with w_t = γ (1 − d_t)(1 − e_t) c_{t+1}
+    (0 at t = T − 1) and u_t = r_t + γ (1 − d_t) V(s_{t+1}) − w_t Q(s_{t+1}, a_{t+1}), so it is
+    solved for all t at once: Q^ret_t = Σ_{t'≥t} (Π_{s=t}^{t'−1} w_s) u_{t'}, the products read
+    off one cumulative product over a (T, T, N) upper-triangular table.
+    """
+    T = rewards.shape[0]
+    w = torch.zeros_like(rewards)
+    w[:-1] = gamma * (1.0 - terminated[:-1]) * (1.0 - episode_end[:-1]) * c[1:]
+    u = rewards + gamma * (1.0 - terminated) * next_values
+    u[:-1] -= w[:-1] * q_taken[1:]
+    upper = torch.ones(T, T, dtype=torch.bool, device=rewards.device).triu()  # s ≥ t
+    prods = torch.where(upper.unsqueeze(-1), w.unsqueeze(0), torch.ones_like(w).unsqueeze(0)).cumprod(1)
+    # coefficient of u_{t'} in Q^ret_t: Π_{s=t}^{t'−1} w_s = prods[t, t' − 1] (1 for t' = t), 0 for t' < t
+    coef = torch.cat([torch.ones_like(prods[:, :1]), prods[:, :-1]], 1) * upper.unsqueeze(-1)
+    return (coef * u.unsqueeze(0)).sum(1)
+
+
+def trust_region(g: torch.Tensor, k: torch.Tensor, delta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """KKT solution of min_z ½‖g − z‖² s.t. kᵀz ≤ δ, per row (last axis = statistics φ):
+    z* = g − max(0, (kᵀg − δ)/‖k‖²) k. Returns (z*, the coefficient)."""
+    coef = ((k * g).sum(-1) - delta).clamp(min=0) / (k * k).sum(-1).clamp(min=1e-12)
+    return g - coef.unsqueeze(-1) * k, coef
+
+
+@torch.no_grad()
+def average_(avg: nn.Module | list[torch.Tensor], net: nn.Module | list[torch.Tensor], alpha: float) -> None:
+    """θ_avg ← α θ_avg + (1 − α) θ, in place (the tensors themselves, not a rebound name).
+    Modules or their (cached) parameter lists."""
+    avg_p = avg.parameters() if isinstance(avg, nn.Module) else avg
+    net_p = net.parameters() if isinstance(net, nn.Module) else net
+    for pa, p in zip(avg_p, net_p, strict=True):
+        pa.lerp_(p, 1.0 - alpha)
+
+
+def next_values(v: torch.Tensor, v_final: torch.Tensor, batch: Trajectory) -> torch.Tensor:
+    """V(s_{t+1}) for t < T from V(s_0..s_T) (T + 1, B), with the time-limit finals' values."""
+    nv = v[1:].clone()
+    nv[batch.final_t, batch.final_b] = v_final
+    return nv
+
+
+def tr_diagnostics(g: torch.Tensor, k: torch.Tensor, cfg: ACERConfig) -> tuple[torch.Tensor, dict]:
+    """z* (or g without the trust region) and the trust-region diagnostics."""
+    z, coef = trust_region(g, k, cfg.delta)
+    if not cfg.trust_region:
+        z = g
+    return z, {
+        "k_norm": k.norm(dim=-1).mean(),
+        "tr_active_frac": (coef > 0).float().mean(),
+        "tr_shrink": coef.mean(),
+    }
+
+
+# --- discrete actions ---------------------------------------------------------------------
+
+
+class DiscreteACERNet(nn.Module):
+    """Shared trunk (MLP or NatureCNN) with a π head (logits) and a Q head (one Q per action)."""
+
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        action_space: gym.spaces.Discrete,
+        hidden: tuple[int, ...],
+        activation: str,
+    ) -> None:
+        super().__init__()
+        act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+        self.trunk, d = make_trunk(obs_space, hidden, act)
+        ortho_init(self.trunk)
+        self.pi = ortho_init(nn.Linear(d, int(action_space.n)), gain=0.01)
+        self.q = ortho_init(nn.Linear(d, int(action_space.n)), gain=1.0)
+
+    def log_pi(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.pi(self.trunk(obs)), -1)
+
+    def dist(self, obs: torch.Tensor) -> Categorical:
+        return Categorical(self.pi(self.trunk(obs)))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.trunk(obs)
+        return torch.log_softmax(self.pi(f), -1), self.q(f)
+
+
+def discrete_terms(net: DiscreteACERNet, avg: DiscreteACERNet, batch: Trajectory, cfg: ACERConfig) -> dict:
+    """Every quantity of one discrete ACER update on a (T, B) batch; ``loss`` is what to minimise."""
+    T, B = batch.rewards.shape
+    M = T * B
+    obs = batch.obs.reshape((T + 1) * B, *batch.obs.shape[2:])
+    log_pi_all, q_all = net(torch.cat([obs, batch.final_obs]) if len(batch.final_t) else obs)
+    with torch.no_grad():
+        v_all = (log_pi_all.exp() * q_all).sum(-1)  # V = Σ_a π(a|s) Q(s, a)
+        log_pi_avg = avg.log_pi(obs[:M]).view(T, B, -1)
+    v = v_all[: (T + 1) * B].view(T + 1, B)
+    nv, V = next_values(v, v_all[(T + 1) * B :], batch), v[:T]
+    log_pi, q = log_pi_all[:M].view(T, B, -1), q_all[:M].view(T, B, -1)
+    a = batch.actions.long().unsqueeze(-1)
+    q_a = q.gather(-1, a).squeeze(-1)
+    rho_all = (log_pi.detach() - batch.stats["log_probs"]).exp()  # ρ(a) = π(a|s)/μ(a|s)
+    rho = rho_all.gather(-1, a).squeeze(-1)
+    if cfg.retrace:
+        c_ret = cfg.lambda_retrace * rho.clamp(max=1.0)  # c_i = λ min(1, ρ_i)
+        q_ret = retrace(batch.rewards, q_a.detach(), nv, c_ret, batch.terminated, batch.episode_end,
+                        cfg.gamma)
+    else:
+        q_ret = batch.rewards + cfg.gamma * (1.0 - batch.terminated) * nv
+
+    # the objective as a function of φ = π(·|s_t), for its per-step gradient g
+    phi = log_pi.detach().exp().requires_grad_(True)
+    log_phi = phi.clamp(min=1e-10).log()
+    adv = q_ret - V  # Q^ret − V
+    if cfg.truncation:
+        weight = rho.clamp(max=cfg.c)  # ρ̄_t = min(c, ρ_t)
+        bc_w = (1.0 - cfg.c / rho_all).clamp(min=0.0)  # (1 − c/ρ(a))₊
+        bc = (bc_w * phi.detach() * (q.detach() - V.unsqueeze(-1)) * log_phi).sum(-1)
+    else:
+        weight, bc = rho, torch.zeros_like(rho)
+    pg = weight * adv * log_phi.gather(-1, a).squeeze(-1) + bc
+    entropy = -(phi * log_phi).sum(-1)
+    g = torch.autograd.grad((pg + cfg.ent_coef * entropy).sum(), phi)[0]
+    pi_avg = log_pi_avg.exp()
+    k = -pi_avg / phi.detach().clamp(min=1e-10)  # ∇_φ KL(π_avg ‖ φ)
+    z, tr = tr_diagnostics(g, k, cfg)
+    policy_loss = -(log_pi.exp() * z).sum(-1).mean()  # back-propagates z* through φ
+    q_loss = 0.5 * (q_ret - q_a).pow(2).mean()
+    with torch.no_grad():
+        kl_avg = (pi_avg * (log_pi_avg - log_pi)).sum(-1).mean()
+    diag = {"pg_loss": -pg.detach().mean(), "q_loss": q_loss.detach(), "entropy": entropy.detach().mean(),
+            "mean_rho": rho.mean(), "frac_truncated": (rho > cfg.c).float().mean(), "kl_avg": kl_avg, **tr}
+    return {"loss": policy_loss + cfg.q_coef * q_loss, "diag": diag, "q_ret": q_ret, "weight": weight,
+            "bc": bc.detach(), "g": g, "k": k, "z": z, "V": V, "rho": rho}
+
+
+# --- the algorithm -----------------------------------------------------------------------
+
+
+class ACER(Algorithm):
+    """ACER on Discrete (``DiscreteACERNet``) or Box (``acer_continuous.SDNet``) actions.
+
+    One ``run.log_update`` per on-policy step (k · n_envs env steps), after its replays, with
+    the means over that step's updates of: pg_loss, q_loss (v_loss), entropy, mean_rho (ρ_t),
+    frac_truncated (ρ_t > c), kl_avg (KL(π_avg ‖ π)), k_norm (‖k‖), tr_active_frac (kᵀg > δ),
+    tr_shrink (max(0, (kᵀg − δ)/‖k‖²)), grad_norm; mean_rho_replay / frac_truncated_replay over
+    the replayed batches only; replay (0/1), replay_updates, learning_rate, memory_steps.
+    With the discrete φ = π(·|s), k ≈ −1 near π_avg = π, a direction softmax back-propagation
+    ignores, so tr_active_frac counts projections whose effect on the logits can be small.
+    """
+
+    name = "acer"
+    Config = ACERConfig
+
+    def __init__(self, cfg: ACERConfig, run) -> None:
+        super().__init__(cfg, run)
+        self.env = run.make_env(
+            cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward
+        )
+        obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        if self.discrete:
+            self.net = DiscreteACERNet(obs_space, act_space, cfg.net_arch, cfg.activation)
+            self.terms, self.stat_shapes = discrete_terms, {"log_probs": (int(act_space.n),)}
+        else:
+            from algorithms.acer_continuous import SDNet, continuous_terms
+
+            self.net = SDNet(obs_space, act_space, cfg.net_arch, cfg.activation, cfg.log_std_init)
+            d = tuple(act_space.shape)
+            self.terms, self.stat_shapes = continuous_terms, {"mean": d, "log_std": d}
+            self.low, self.high = act_space.low, act_space.high
+        self.avg_net = copy.deepcopy(self.net).requires_grad_(False)
+        self.params, self.avg_params = list(self.net.parameters()), list(self.avg_net.parameters())
+        if cfg.rmsprop_tf_like:
+            from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+            self.opt = RMSpropTFLike(self.params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps)
+        else:
+            self.opt = torch.optim.RMSprop(self.params, cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps,
+                                           foreach=True)
+        self.memory = None if cfg.replay_ratio == 0 else ReplayMemory(
+            cfg.n_steps, cfg.n_envs, obs_space, act_space, cfg.buffer_size, self.stat_shapes)
+        self.rng = np.random.default_rng(np.random.SeedSequence([run.seed, 0xACE2]))
+        self.step = 0
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.net.dist(torch.as_tensor(self.env.normalize_obs(obs))).mode().numpy()
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "avg_net": self.avg_net.state_dict(),
+                "opt": self.opt.state_dict(), "env": self.env.state_dict(), "step": self.step,
+                "rng": self.rng.bit_generator.state,
+                "memory": self.memory.state_dict() if self.memory is not None else None}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.net.load_state_dict(s["net"])
+        self.avg_net.load_state_dict(s["avg_net"])
+        self.opt.load_state_dict(s["opt"])
+        self.env.load_state_dict(s["env"])
+        self.step = s["step"]
+        self.rng.bit_generator.state = s["rng"]
+        if self.memory is not None and s.get("memory") is not None:
+            self.memory.load_state_dict(s["memory"])
+
+    @torch.no_grad()
+    def collect(self) -> tuple[Trajectory, dict]:
+        """k steps in every env with the current policy μ; returns the batch and the arrays for
+        ``ReplayMemory.add``."""
+        env, T, N = self.env, self.cfg.n_steps, self.cfg.n_envs
+        first = env.obs
+        obs = np.empty((T + 1, *first.shape), first.dtype)
+        actions = np.empty(
+            (T, N) if self.discrete else (T, N, *env.single_action_space.shape),
+            np.int64 if self.discrete else np.float32,
+        )
+        rewards = np.empty((T, N), np.float32)
+        term, end = np.empty((T, N), bool), np.empty((T, N), bool)
+        stats = {k: np.empty((T, N, *shape), np.float32) for k, shape in self.stat_shapes.items()}
+        finals: list[tuple[int, int, np.ndarray]] = []
+        for t in range(T):
+            obs[t] = env.obs
+            dist = self.net.dist(torch.from_numpy(obs[t]))
+            a = dist.sample().numpy()
+            actions[t] = a
+            for k, v in self._stats(dist).items():
+                stats[k][t] = v
+            _, r, te, tr = env.step(a if self.discrete else np.clip(a, self.low, self.high))
+            rewards[t], term[t], end[t] = r, te, te | tr
+            for i in np.flatnonzero(tr & ~te):
+                finals.append((t, int(i), env.final_obs[i].copy()))
+        obs[T] = env.obs
+        fin = (np.array([f[0] for f in finals], np.int64), np.array([f[1] for f in finals], np.int64),
+               np.stack([f[2] for f in finals]) if finals else np.zeros((0, *first.shape[1:]), first.dtype))
+        arrays = dict(obs=obs, actions=actions, rewards=rewards, terminated=term, episode_end=end,
+                      stats=stats, finals=fin)
+        return Trajectory.from_numpy(**arrays), arrays
+
+    def _stats(self, dist) -> dict[str, np.ndarray]:
+        """Behaviour statistics μ(·|s): log-probabilities, or (mean, log σ)."""
+        if self.discrete:
+            return {"log_probs": dist.logits.numpy()}
+        return {"mean": dist.mean.numpy(), "log_std": dist.log_std.numpy()}
+
+    def update(self, batch: Trajectory) -> dict[str, torch.Tensor]:
+        out = self.terms(self.net, self.avg_net, batch, self.cfg)
+        self.opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        self.opt.step()
+        average_(self.avg_params, self.params, self.cfg.alpha)
+        return {**out["diag"], "grad_norm": grad_norm}
+
+    def learn(self) -> None:
+        cfg, run = self.cfg, self.run
+        while self.step < run.total_steps:
+            lr = cfg.learning_rate * (
+                (1.0 - self.step / run.total_steps) if cfg.lr_schedule == "linear" else 1.0
+            )
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            batch, arrays = self.collect()
+            self.step += cfg.n_steps * cfg.n_envs
+            diags = [self.update(batch)]
+            n_replay = 0
+            if self.memory is not None:
+                self.memory.add(**arrays)
+                if self.memory.steps >= cfg.replay_start:
+                    n_replay = (
+                        int(self.rng.poisson(cfg.replay_ratio)) if cfg.replay_poisson else cfg.replay_ratio
+                    )
+                    for _ in range(n_replay):
+                        diags.append(self.update(self.memory.sample(cfg.n_envs, self.rng)))
+            keys = list(diags[0])
+            means = torch.stack([torch.stack([d[k] for k in keys]) for d in diags])
+            diag = dict(zip(keys, means.mean(0).tolist()))
+            rep = means[1:].mean(0).tolist() if n_replay else [float("nan")] * len(keys)
+            diag.update(mean_rho_replay=rep[keys.index("mean_rho")],
+                        frac_truncated_replay=rep[keys.index("frac_truncated")], replay=float(n_replay > 0),
+                        replay_updates=n_replay, learning_rate=lr,
+                        memory_steps=self.memory.steps if self.memory is not None else 0)
+            run.log_update(self.step, diag)
