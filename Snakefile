@@ -13,7 +13,10 @@ sys.path.insert(0, workflow.basedir)
 
 from experiments.matrix import expand as expand_matrix   # noqa: E402
 
-configfile: "experiments/config/default.yaml"
+# The default matrix only when no --configfile/--config is given: Snakemake deep-merges a
+# `configfile:` with the command line's, which would leak default steps/sweeps into others.
+if not config:
+    configfile: "experiments/config/default.yaml"
 validate(config, "experiments/schema/config.schema.yaml")
 
 RESULTS = config.get("results", "results")
@@ -65,4 +68,7 @@ rule train:
     shell:
         "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {sys.executable} -m experiments.run --algo {wildcards.algo} "
         "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} --out {params.outdir} "
-        "{params.sets} {params.eval_episodes} --no-progress > {log} 2>&1"
+        "{params.sets} {params.eval_episodes} --no-progress > {log} 2>&1 "
+        # a run that crashed mid-training has written a `failed` summary.json: keep it, so the
+        # report lists the failure; a run that wrote none (bad input) fails the job
+        "|| test -f {output.summary}"

@@ -81,8 +81,8 @@ class Algorithm(abc.ABC):
         (their exact state and normalisation statistics) and the RNG states."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Inverse of ``state_dict``."""
 
     @classmethod
     def check_action_space(cls, space: gym.Space) -> None:
@@ -106,7 +106,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     if origin is tuple:
         (elt, *_rest) = typing.get_args(tp)
         if isinstance(value, str):
-            value = [v for v in value.replace("(", "").replace(")", "").replace("[", "").replace("]", "").split(",") if v.strip()]
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
         return tuple(_coerce(name, v, elt) for v in value)

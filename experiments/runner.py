@@ -22,6 +22,7 @@ import random
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -60,7 +61,8 @@ def package_versions() -> dict[str, str]:
 
 def git_commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
@@ -128,7 +130,8 @@ class RunContext:
             self._bar = tqdm(total=self.total_steps, unit="step", desc=f"{self.algo_name} {self.env_id} s{self.seed}")
 
     # --- the Run protocol -------------------------------------------------------------
-    def make_env(self, n_envs: int, *, gamma: float = 0.99, norm_obs: bool = False, norm_reward: bool = False) -> VecEnv:
+    def make_env(self, n_envs: int, *, gamma: float = 0.99, norm_obs: bool = False,
+                 norm_reward: bool = False) -> VecEnv:
         env_seed = int(np.random.SeedSequence([self.seed, len(self.envs)]).generate_state(1)[0] % 2**31)
         env = VecEnv(env_fns(self.spec, n_envs), seed=env_seed, norm_obs=norm_obs, norm_reward=norm_reward, gamma=gamma)
         self.envs.append(env)
@@ -143,7 +146,8 @@ class RunContext:
             returns += env.pop_episodes()[0]
         return returns
 
-    def log_update(self, step: int, diagnostics: Mapping[str, float], episode_returns: list[float] | None = None) -> None:
+    def log_update(self, step: int, diagnostics: Mapping[str, float],
+                   episode_returns: list[float] | None = None) -> None:
         rets = self.pop_episodes() if episode_returns is None else episode_returns
         row: dict[str, Any] = {"step": int(step), "wall_s": round(time.perf_counter() - self.t0, 3),
                                "episode_return": float(np.mean(rets)) if rets else float("nan"), "episodes": len(rets)}
@@ -162,7 +166,8 @@ class RunContext:
             self.save_checkpoint()
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
-            self._bar.set_postfix(ret=row["episode_return"], eval=self.eval_rows[-1]["return_mean"] if self.eval_rows else None)
+            last_eval = self.eval_rows[-1]["return_mean"] if self.eval_rows else None
+            self._bar.set_postfix(ret=row["episode_return"], eval=last_eval)
 
     # --- evaluation, divergence, output -----------------------------------------------
     def _check_parameters(self, step: int) -> None:
@@ -255,7 +260,9 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     probe = env_fns(spec, 1)[0]()
     cls.check_action_space(probe.action_space)
     probe.close()
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
     identity = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "hyperparams": config_dict(cfg),
                 "eval": {"freq": spec.eval_freq, "episodes": spec.eval_episodes}}
     summary_path = out / "summary.json"
@@ -273,7 +280,7 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     seed_everything(seed)
     out.mkdir(parents=True, exist_ok=True)
     run = RunContext(algo, spec, seed, steps, out, dev, progress_bar, checkpoint_secs, identity)
-    status, error = "ok", None
+    status, error, crash, trace = "ok", None, None, None
     try:
         run.algo = cls(cfg, run)
         if run.try_resume():
@@ -283,6 +290,9 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
             run.evaluate(run.rows[-1]["step"] if run.rows else steps)
     except Divergence as e:
         status, error = "failed", str(e)
+    except Exception as e:   # a crash is recorded too (then re-raised): the DAG lists it, nothing is lost
+        status, error, crash = "failed", f"{type(e).__name__}: {e}", e
+        trace = traceback.format_exc(limit=8)
     finally:
         run.close()
     wall = time.perf_counter() - run.t0
@@ -301,7 +311,10 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         "versions": package_versions(),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
+        "traceback": trace,
     }
     write_json_atomic(summary_path, summary)
+    if crash is not None:
+        raise crash
     run.checkpoint_path.unlink(missing_ok=True)
     return summary

@@ -85,3 +85,21 @@ def test_nan_loss_stops_the_run(tmp_path):
     finally:
         registry.ALGORITHMS.pop("nan-loss")
     assert s["status"] == "failed" and "value_loss" in s["error"]
+
+
+def test_a_crash_mid_training_still_writes_a_failed_summary(tmp_path):
+    class Crashing(ExplodingPPO):
+        def learn(self):
+            self.run.log_update(64, {"pg_loss": 0.1})
+            raise RuntimeError("boom")
+
+    registry.register("crashing", Crashing)
+    try:
+        import pytest
+        with pytest.raises(RuntimeError, match="boom"):
+            execute("crashing", "CartPole-v1", 0, 1000, tmp_path / "o", progress_bar=False)
+    finally:
+        registry.ALGORITHMS.pop("crashing")
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["status"] == "failed" and s["error"] == "RuntimeError: boom" and "boom" in s["traceback"]
+    assert len(rows(tmp_path / "o" / "progress.csv")) == 1 and (tmp_path / "o" / "eval.csv").exists()

@@ -28,7 +28,8 @@ class RolloutBuffer:
         self.terminated, self.episode_end = torch.zeros(T, self.N), torch.zeros(T, self.N)
         self._np_obs = self.obs.numpy()               # views: the loop writes into the tensors
         self._np_actions = self.actions.numpy()
-        self._np_rewards, self._np_term, self._np_end = (x.numpy() for x in (self.rewards, self.terminated, self.episode_end))
+        self._np_rewards, self._np_term, self._np_end = (
+            x.numpy() for x in (self.rewards, self.terminated, self.episode_end))
         self._actor: NumpyActor | None = None
 
     def _sampler(self, policy: ActorCritic):
@@ -67,7 +68,8 @@ class RolloutBuffer:
                     truncated_at.append((t, int(i), env.final_obs[i].copy()))
         flat_obs = self.obs.reshape(self.T * self.N, *self.obs.shape[2:])
         dist, v = policy(flat_obs)
-        self.logp.copy_(dist.log_prob(self.actions.reshape(self.T * self.N, *self.actions.shape[2:])).reshape(self.T, self.N))
+        flat_actions = self.actions.reshape(self.T * self.N, *self.actions.shape[2:])
+        self.logp.copy_(dist.log_prob(flat_actions).reshape(self.T, self.N))
         self.values.copy_(v.reshape(self.T, self.N))
         self.next_values[:-1] = self.values[1:]
         self.next_values[-1] = policy.value(torch.as_tensor(obs))

@@ -21,7 +21,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-
 # Attributes that are rebuilt by the constructor or are handles to native simulators.
 _NOT_STATE = {"env", "ale", "model", "data", "mujoco_renderer", "spec", "action_space", "observation_space",
               "_ezpickle_args", "_ezpickle_kwargs", "metadata", "_cached_spec"}
@@ -191,7 +190,8 @@ class VecEnv:
                              "ret": self._ret.copy()}
         if include_envs:
             s.update(envs=[get_env_state(e) for e in self.envs], raw_obs=self._raw_obs.copy(), obs=self.obs.copy(),
-                     final_obs=self.final_obs.copy(), episodes=(list(self._episode_returns), list(self._episode_lengths)))
+                     final_obs=self.final_obs.copy(),
+                     episodes=(list(self._episode_returns), list(self._episode_lengths)))
         return s
 
     def load_state_dict(self, s: dict[str, Any]) -> None:

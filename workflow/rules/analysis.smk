@@ -1,15 +1,223 @@
-# Aggregation of the per-run results into tables (filled out by the analysis issue).
+# Analysis: every run of the matrix → tidy tables → statistics → figures → claim verdicts →
+# HTML tables; everything marked for `snakemake --report results/report.html`.
+# Included by the Snakefile, which defines RUNS (out_dir → RunSpec) and RESULTS. Defines
+# ANALYSIS_TARGETS for `rule all`. Thresholds of the verdicts: experiments/config/claims.yaml,
+# overridden by the config's `claims:` section. Hyper-parameter sweeps (claim C4): the
+# config's `sweeps:` section (analysis/sweeps.py documents it).
+import sys
+from pathlib import Path
 
-ANALYSIS_TARGETS = [f"{RESULTS}/tables/runs.csv"]
+from analysis import sweeps as _sweeps
+from analysis.config import FIGURES as _FIGURES
+from analysis.config import TOY_FIGURES as _TOY_FIGURES
+from analysis.config import TOY_FILES as _TOY_FILES
+from analysis.config import load_config as _load_claims_config
+
+report: "../report/workflow.rst"
+
+ANALYSIS_CFG = _load_claims_config(config.get("claims"))
+_T = f"{RESULTS}/tables"
+_F = f"{RESULTS}/figures"
+# The toy rules (toys.smk) run when config `toys` is true (the default). They are included
+# here unless the Snakefile already did (before this file: it defines TOY_TARGETS).
+TOYS_ON = bool(config.get("toys", True)) and Path(workflow.basedir, "workflow/rules/toys.smk").exists()
+if TOYS_ON and "TOY_TARGETS" not in globals():
+
+    include: "toys.smk"
+
+TOY_INPUTS = {k: f"{RESULTS}/toys/{v}" for k, v in _TOY_FILES.items()} if TOYS_ON else {}
+SWEEPS, _sweep_warnings = _sweeps.expand(config)
+for _w in _sweep_warnings:
+    print(f"warning: {_w}", file=sys.stderr)
+SWEEPS_CSV = f"{_T}/sweeps.csv" if SWEEPS else None
+
+_CAT_CLAIMS = "1. Claims"
+_CAT_CURVES = "2. Learning curves"
+_CAT_EFF = "3. Sample efficiency"
+_CAT_MONO = "4. Monotonic improvement"
+_CAT_ACER = "5. ACER ablations"
+_CAT_TOYS = "6. Natural-gradient toys"
+_CAT_ROBUST = "7. Hyper-parameter robustness"
+_CAT_TABLES = "8. Tables and run status"
 
 
-rule aggregate_runs:
-    """All runs' summaries in one table (one row per run, failed runs included)."""
+_STEP = "../../analysis/smk_step.py"   # every analysis rule: analysis.pipeline.run_step(rule, snakemake)
+_RUN_LIST = [{"run_dir": d, "algo": r.algo, "env": r.env, "seed": r.seed, "total_steps": r.steps}
+             for d, r in RUNS.items()]
+_SWEEP_LIST = [{"run_dir": d, "algo": r.algo, "env": r.env, "seed": r.seed, "steps": r.steps,
+                "setting": [list(kv) for kv in r.setting]} for d, r in SWEEPS.items()]
+
+
+def _cap(name):
+    return f"../report/{name}.rst"
+
+
+ANALYSIS_TARGETS = (
+    [f"{_T}/{n}" for n in ("runs.csv", "curves.parquet", "curves.csv", "updates.parquet", "run_metrics.csv",
+                           "stats.csv", "poi.csv", "claims.csv", "claims_parts.csv", "claims.md",
+                           "claims.html", "runs.html", "stats.html", "poi.html")]
+    + [f"{_F}/{v}" for v in _FIGURES.values()]
+    + ([f"{_F}/{v}" for v in _TOY_FIGURES.values()] if TOYS_ON else [])
+    + ([SWEEPS_CSV, f"{_F}/sweep_robustness.png"] if SWEEPS else [])
+)
+
+
+rule analysis_tables:
+    """Every run the matrix lists (failed and missing included) → runs / curves / updates tables."""
     input:
         [f"{d}/summary.json" for d in RUNS],
     output:
-        csv=f"{RESULTS}/tables/runs.csv",
+        runs=report(f"{_T}/runs.csv", caption=_cap("runs"), category=_CAT_TABLES, subcategory="Downloads"),
+        curves_parquet=f"{_T}/curves.parquet",
+        curves_csv=report(f"{_T}/curves.csv", caption=_cap("curves"), category=_CAT_TABLES,
+                          subcategory="Downloads"),
+        updates=f"{_T}/updates.parquet",
+    params:
+        runs=_RUN_LIST,
     localrule: True
-    run:
-        from analysis.aggregate import summaries_table
-        summaries_table(input).to_csv(output.csv, index=False)
+    script:
+        _STEP
+
+
+rule analysis_stats:
+    """Per-run metrics, per env × algorithm statistics, probability of improvement."""
+    input:
+        runs=f"{_T}/runs.csv",
+        curves=f"{_T}/curves.parquet",
+    output:
+        metrics=f"{_T}/run_metrics.csv",
+        stats=report(f"{_T}/stats.csv", caption=_cap("stats"), category=_CAT_TABLES, subcategory="Downloads"),
+        poi=report(f"{_T}/poi.csv", caption=_cap("poi"), category=_CAT_TABLES, subcategory="Downloads"),
+    params:
+        cfg=ANALYSIS_CFG,
+    localrule: True
+    script:
+        _STEP
+
+
+rule analysis_figures:
+    """Learning curves, sample efficiency, ACER ablations, monotonic improvement, KL vs δ."""
+    input:
+        curves=f"{_T}/curves.parquet",
+        updates=f"{_T}/updates.parquet",
+        metrics=f"{_T}/run_metrics.csv",
+    output:
+        learning_curves=report(f"{_F}/{_FIGURES['learning_curves']}", caption=_cap("learning_curves"),
+                               category=_CAT_CURVES),
+        sample_efficiency=report(f"{_F}/{_FIGURES['sample_efficiency']}", caption=_cap("sample_efficiency"),
+                                 category=_CAT_EFF),
+        acer_ablation=report(f"{_F}/{_FIGURES['acer_ablation']}", caption=_cap("acer_ablation"),
+                             category=_CAT_ACER),
+        monotonic=report(f"{_F}/{_FIGURES['monotonic']}", caption=_cap("monotonic"), category=_CAT_MONO),
+        kl=report(f"{_F}/{_FIGURES['kl']}", caption=_cap("kl_vs_delta"), category=_CAT_MONO),
+    params:
+        cfg=ANALYSIS_CFG,
+    localrule: True
+    script:
+        _STEP
+
+
+if TOYS_ON:
+
+    rule analysis_toy_figures:
+        """NGD vs GD on the Gaussian manifold; NPG vs PG on the chain MDP."""
+        input:
+            **TOY_INPUTS,
+        output:
+            gaussian=report(f"{_F}/{_TOY_FIGURES['gaussian']}", caption=_cap("toy_gaussian"), category=_CAT_TOYS),
+            npg=report(f"{_F}/{_TOY_FIGURES['npg']}", caption=_cap("toy_npg"), category=_CAT_TOYS),
+        localrule: True
+        script:
+            _STEP
+
+
+if SWEEPS:
+
+    def _sweep_of(wc):
+        return SWEEPS[f"{RESULTS}/sweeps/{wc.algo}/{wc.env}/{wc.setting}/{wc.seed}"]
+
+    rule sweep_run:
+        """One run of a hyper-parameter sweep; a crash still leaves a `failed` summary.json."""
+        output:
+            summary=f"{RESULTS}/sweeps/{{algo}}/{{env}}/{{setting}}/{{seed}}/summary.json",
+        params:
+            env_id=lambda wc: _sweep_of(wc).env,
+            steps=lambda wc: _sweep_of(wc).steps,
+            sets=lambda wc: _sweep_of(wc).set_args(config.get("set", {}).get(wc.algo, {})),
+            outdir=lambda wc, output: str(Path(output.summary).parent),
+        log:
+            f"{RESULTS}/logs/sweeps/{{algo}}/{{env}}/{{setting}}/{{seed}}.log",
+        wildcard_constraints:
+            setting=r"[A-Za-z0-9_.=\-]+",
+        threads: 1
+        resources:
+            runtime=lambda wc: max(10, _sweep_of(wc).steps // 1000),
+            mem_mb=2000,
+        shell:
+            "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {sys.executable} -m experiments.run --algo {wildcards.algo} "
+            "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} --out {params.outdir} "
+            "{params.sets} --no-progress > {log} 2>&1 || true; "
+            "{sys.executable} -m analysis.sweeps ensure-summary {params.outdir} {log} --algo {wildcards.algo} "
+            "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} >> {log}"
+
+    rule analysis_sweeps:
+        """Every sweep run (failed and missing included) with its metrics and hyper-parameters."""
+        input:
+            [f"{d}/summary.json" for d in SWEEPS],
+        output:
+            csv=report(SWEEPS_CSV, caption=_cap("sweeps"), category=_CAT_ROBUST),
+        params:
+            cfg=ANALYSIS_CFG,
+            sweeps=_SWEEP_LIST,
+        localrule: True
+        script:
+            _STEP
+
+    rule analysis_sweep_figure:
+        """PPO clip range × learning rate, TRPO target KL: score per setting."""
+        input:
+            csv=SWEEPS_CSV,
+        output:
+            png=report(f"{_F}/sweep_robustness.png", caption=_cap("sweep_robustness"), category=_CAT_ROBUST),
+        params:
+            cfg=ANALYSIS_CFG,
+        localrule: True
+        script:
+            _STEP
+
+
+rule analysis_claims:
+    """C1–C6 verdicts from the data (thresholds: claims.yaml / config `claims:`)."""
+    input:
+        metrics=f"{_T}/run_metrics.csv",
+        updates=f"{_T}/updates.parquet",
+        **{f"toy_{k}": v for k, v in TOY_INPUTS.items()},
+        **({"sweeps": SWEEPS_CSV} if SWEEPS else {}),
+    output:
+        csv=report(f"{_T}/claims.csv", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
+        parts=f"{_T}/claims_parts.csv",
+        md=report(f"{_T}/claims.md", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
+    params:
+        cfg=ANALYSIS_CFG,
+    localrule: True
+    script:
+        _STEP
+
+
+rule analysis_html:
+    """The tables as HTML pages, shown inline by the report."""
+    input:
+        runs=f"{_T}/runs.csv",
+        stats=f"{_T}/stats.csv",
+        poi=f"{_T}/poi.csv",
+        claims=f"{_T}/claims.csv",
+        parts=f"{_T}/claims_parts.csv",
+        **({"sweeps": SWEEPS_CSV} if SWEEPS else {}),
+    output:
+        claims=report(f"{_T}/claims.html", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Verdicts"),
+        runs=report(f"{_T}/runs.html", caption=_cap("runs"), category=_CAT_TABLES, subcategory="Tables"),
+        stats=report(f"{_T}/stats.html", caption=_cap("stats"), category=_CAT_TABLES, subcategory="Tables"),
+        poi=report(f"{_T}/poi.html", caption=_cap("poi"), category=_CAT_TABLES, subcategory="Tables"),
+    localrule: True
+    script:
+        _STEP

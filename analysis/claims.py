@@ -1,0 +1,635 @@
+"""Claim verdicts computed from the data: one row per claim of the seed text.
+
+C1  natural GD converges faster than GD                       (Gaussian manifold toy)
+C2  NPG improves drastically over vanilla PG                  (chain MDP toy)
+C3  TRPO improves monotonically: KL ≤ δ on every update, and fewer significant drops in eval
+    return than PPO, NPG and A2C
+C4  PPO is more sample-efficient than TRPO, and robust to hyper-parameters (sweep)
+C5  ACER is more sample-efficient than A2C
+C6  ACER ablations: the trust region is essential; truncation with bias correction matters least
+
+Each claim is made of parts; each part is an effect with a confidence interval judged against
+the thresholds of ``experiments/config/claims.yaml`` (see ``judge``). Missing inputs make a
+part inconclusive with the reason; nothing here is hand-written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.aggregate import is_main
+from analysis.config import CLAIMS_YAML, deep_merge, load_config  # noqa: F401  (re-exported)
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+
+STATEMENTS = {
+    "C1": "Natural gradient descent converges faster than gradient descent",
+    "C2": "NPG improves drastically over vanilla policy gradient",
+    "C3": "TRPO improves monotonically: KL ≤ δ on every update and fewer significant drops in eval return "
+    "than PPO, NPG and A2C",
+    "C4": "PPO is more sample-efficient than TRPO, and robust to hyper-parameters",
+    "C5": "ACER is more sample-efficient than A2C",
+    "C6": "ACER ablations: the trust region is essential; truncation with bias correction matters least",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# verdict logic
+def judge(lo: float, hi: float, support_above: float, refute_below: float) -> str:
+    """supported if lo > support_above; not supported if hi < refute_below; else inconclusive."""
+    if (
+        lo is None
+        or hi is None
+        or (isinstance(lo, float) and math.isnan(lo))
+        or (isinstance(hi, float) and math.isnan(hi))
+    ):
+        return INCONCLUSIVE
+    if lo > support_above:
+        return SUPPORTED
+    if hi < refute_below:
+        return NOT_SUPPORTED
+    return INCONCLUSIVE
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """All parts supported → supported; any not supported → not supported; else inconclusive."""
+    if not verdicts:
+        return INCONCLUSIVE
+    if any(v == NOT_SUPPORTED for v in verdicts):
+        return NOT_SUPPORTED
+    if all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    return INCONCLUSIVE
+
+
+@dataclass
+class Part:
+    name: str
+    verdict: str
+    metric: str
+    test: str
+    effect: float = float("nan")
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    runs_used: str = ""
+    reason: str = ""
+
+
+@dataclass
+class Claim:
+    claim: str
+    parts: list[Part] = field(default_factory=list)
+    headline: Part | None = None  # what the claim row shows; the first part if None
+
+    @property
+    def verdict(self) -> str:
+        return combine([p.verdict for p in self.parts])
+
+    def row(self) -> dict[str, Any]:
+        p0 = self.headline or (self.parts[0] if self.parts else Part("", INCONCLUSIVE, "", ""))
+        reasons = [f"{p.name}: {p.reason}" for p in self.parts if p.reason]
+        return {
+            "claim": self.claim,
+            "statement": STATEMENTS.get(self.claim, ""),
+            "verdict": self.verdict,
+            "metric": p0.metric,
+            "test": p0.test,
+            "effect": p0.effect,
+            "ci_low": p0.ci_low,
+            "ci_high": p0.ci_high,
+            "runs_used": "; ".join(
+                dict.fromkeys(item for p in self.parts for item in p.runs_used.split("; ") if item)
+            ),
+            "parts": " | ".join(
+                f"{p.name}: {p.verdict} ({_fmt(p.effect)} [{_fmt(p.ci_low)}, {_fmt(p.ci_high)}])"
+                for p in self.parts
+            ),
+            "reason": " | ".join(reasons),
+        }
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if abs(x) >= 1000 and float(x).is_integer():
+        return f"{x:.0f}"
+    return f"{x:.3g}"
+
+
+def missing_part(name: str, metric: str, test: str, reason: str) -> Part:
+    return Part(name, INCONCLUSIVE, metric, test, reason=reason)
+
+
+def runs_used(metrics: pd.DataFrame | None, algos: Sequence[str], envs: Sequence[str] | None = None) -> str:
+    """ "algo: used/planned runs (n envs), k failed, k missing" for each algorithm."""
+    if metrics is None or metrics.empty:
+        return ""
+    m = metrics[is_main(metrics["setting"])] if "setting" in metrics else metrics
+    out = []
+    for a in algos:
+        g = m[m["algo"] == a]
+        if envs is not None:
+            g = g[g["env"].isin(envs)]
+        if g.empty:
+            out.append(f"{a}: no runs")
+            continue
+        extra = [
+            f"{int((g['status'] == s).sum())} {s}" for s in ("failed", "missing") if (g["status"] == s).any()
+        ]
+        out.append(
+            f"{a}: {int(g['used'].sum())}/{len(g)} runs ({g['env'].nunique()} envs)"
+            + (", " + ", ".join(extra) if extra else "")
+        )
+    return "; ".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# the claims
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes")
+    return bool(v) and not (isinstance(v, float) and math.isnan(v))
+
+
+def _speedup(slow: float, fast: float) -> float:
+    """Iterations ratio; a method that never got there counts as infinitely slow."""
+    if not np.isfinite(fast):
+        return 0.0 if np.isfinite(slow) else float("nan")
+    if not np.isfinite(slow):
+        return float("inf")
+    return slow / fast if fast > 0 else float("inf")
+
+
+def claim_c1(gauss: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+    c = cfg.get("C1", {})
+    metric, test = "iterations to tolerance: GD / NGD", "deterministic toy, each start judged"
+    if gauss is None or gauss.empty:
+        return Claim(
+            "C1",
+            [
+                missing_part(
+                    "speed-up",
+                    metric,
+                    test,
+                    "no toy results (results/toys/gaussian_summary.csv; config `toys: false`?)",
+                )
+            ],
+        )
+    parts = []
+    for start, g in gauss.groupby("start", sort=True):
+        it = {
+            r.method: (
+                float(r.iterations_to_tol)
+                if _truthy(r.converged) and pd.notna(r.iterations_to_tol)
+                else float("inf")
+            )
+            for r in g.itertuples()
+        }
+        if "gd" not in it or "ngd" not in it:
+            parts.append(missing_part(f"start {start}", metric, test, "gd or ngd row missing"))
+            continue
+        s = _speedup(it["gd"], it["ngd"])
+        v = (
+            INCONCLUSIVE
+            if np.isnan(s)
+            else judge(s, s, c.get("support_above", 1.5), c.get("refute_below", 1.0))
+        )
+        why = (
+            ""
+            if v == SUPPORTED
+            else (
+                "neither method converged"
+                if np.isnan(s)
+                else f"GD needs {_fmt(s)}x the iterations of NGD (support above "
+                f"{c.get('support_above', 1.5)}, refute below {c.get('refute_below', 1.0)})"
+            )
+        )
+        parts.append(
+            Part(
+                f"start {start}",
+                v,
+                metric,
+                test,
+                s,
+                s,
+                s,
+                f"toy {start}: GD {_fmt(it['gd'])} vs NGD {_fmt(it['ngd'])} iterations",
+                why,
+            )
+        )
+    sp = [p.effect for p in parts if not math.isnan(p.effect)]
+    head = None
+    if sp:
+        head = Part(
+            "all starts",
+            combine([p.verdict for p in parts]),
+            metric + " (worst start)",
+            "deterministic toy; interval = range over starts",
+            min(sp),
+            min(sp),
+            max(sp),
+        )
+    return Claim("C1", parts, head)
+
+
+def claim_c2(npg: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+    c = cfg.get("C2", {})
+    metric, test = "iterations to reach the target return: PG / NPG", "deterministic toy"
+    if npg is None or npg.empty:
+        return Claim(
+            "C2",
+            [
+                missing_part(
+                    "speed-up",
+                    metric,
+                    test,
+                    "no toy results (results/toys/npg_vs_pg_summary.csv; config `toys: false`?)",
+                )
+            ],
+        )
+    it = {
+        r.method: float(r.iterations_to_target) if pd.notna(r.iterations_to_target) else float("inf")
+        for r in npg.itertuples()
+    }
+    if "pg" not in it or "npg" not in it:
+        return Claim("C2", [missing_part("speed-up", metric, test, "pg or npg row missing")])
+    s = _speedup(it["pg"], it["npg"])
+    v = INCONCLUSIVE if np.isnan(s) else judge(s, s, c.get("support_above", 5.0), c.get("refute_below", 2.0))
+    why = (
+        ""
+        if v == SUPPORTED
+        else (
+            "neither method reached the target"
+            if np.isnan(s)
+            else f"PG needs {_fmt(s)}x the iterations of NPG (support above "
+            f"{c.get('support_above', 5.0)}, refute below {c.get('refute_below', 2.0)})"
+        )
+    )
+    return Claim(
+        "C2",
+        [
+            Part(
+                "speed-up",
+                v,
+                metric,
+                test,
+                s,
+                s,
+                s,
+                f"toy: PG {_fmt(it['pg'])} vs NPG {_fmt(it['npg'])} iterations",
+                why,
+            )
+        ],
+    )
+
+
+def _compare_part(
+    name: str,
+    metrics: pd.DataFrame | None,
+    x: str,
+    y: str,
+    col: str,
+    stat: str,
+    cfg: Mapping[str, Any],
+    support_above: float,
+    refute_below: float,
+    metric: str,
+) -> Part:
+    b = stats.BootstrapCfg.from_cfg(cfg)
+    what = f"probability of improvement P({x} > {y})" if stat == "poi" else f"mean difference {x} − {y}"
+    test = f"{what}, {int(b.confidence * 100)}% stratified bootstrap CI over envs"
+    if metrics is None or metrics.empty:
+        return missing_part(name, metric, test, "no runs")
+    est, envs, why = stats.compare(metrics, x, y, col, stat, cfg, int(cfg.get("min_runs", 3)))
+    if est is None:
+        return Part(name, INCONCLUSIVE, metric, test, runs_used=runs_used(metrics, [x, y]), reason=why)
+    v = judge(est.lo, est.hi, support_above, refute_below)
+    reason = (
+        ""
+        if v == SUPPORTED
+        else (
+            f"CI straddles the threshold (support above {support_above}, refute below {refute_below})"
+            if v == INCONCLUSIVE
+            else f"CI entirely below {refute_below}"
+        )
+    )
+    return Part(
+        name,
+        v,
+        metric,
+        test + f" ({len(envs)} envs: {', '.join(envs)})",
+        est.point,
+        est.lo,
+        est.hi,
+        runs_used(metrics, [x, y]),
+        reason,
+    )
+
+
+def claim_c3(metrics: pd.DataFrame | None, updates: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+    c = cfg.get("C3", {})
+    algo = c.get("algo", "trpo")
+    slack = float(c.get("kl_slack", 0.0))
+    parts = []
+    kl_metric, kl_test = "max over updates of KL / δ", f"every accepted update: KL ≤ δ·(1 + {slack})"
+    u = None if updates is None or updates.empty else updates[updates["algo"] == algo]
+    if u is None or u.empty or "kl" not in u or "max_kl" not in u:
+        parts.append(
+            missing_part("KL ≤ δ", kl_metric, kl_test, f"no {algo} updates with kl and max_kl columns")
+        )
+    else:
+        u = u[
+            pd.to_numeric(u["kl"], errors="coerce").notna()
+            & pd.to_numeric(u["max_kl"], errors="coerce").notna()
+        ]
+        n_rejected = 0
+        if "step_accepted" in u:
+            acc = pd.to_numeric(u["step_accepted"], errors="coerce").fillna(1) > 0
+            n_rejected = int((~acc).sum())
+            u = u[acc]
+        if u.empty:
+            parts.append(missing_part("KL ≤ δ", kl_metric, kl_test, f"no accepted {algo} update logged kl"))
+        else:
+            ratio = u["kl"].astype(float) / u["max_kl"].astype(float)
+            bad = int((u["kl"].astype(float) > u["max_kl"].astype(float) * (1 + slack)).sum())
+            v = NOT_SUPPORTED if bad else SUPPORTED
+            n_runs = u.groupby(["env", "seed"]).ngroups
+            parts.append(
+                Part(
+                    "KL ≤ δ",
+                    v,
+                    kl_metric,
+                    kl_test,
+                    float(ratio.max()),
+                    float("nan"),
+                    float("nan"),
+                    f"{algo}: {len(u)} accepted updates in {n_runs} runs ({n_rejected} rejected steps)",
+                    f"{bad} of {len(u)} updates exceed δ" if bad else "",
+                )
+            )
+    drop = c.get("drop_fraction", 0.1)
+    metric = f"fraction of eval intervals with a drop > {drop} of (threshold − random): comparator − {algo}"
+    for comp in c.get("comparators", ["ppo", "npg", "sb3-a2c"]):
+        parts.append(
+            _compare_part(
+                f"fewer drops than {comp}",
+                metrics,
+                comp,
+                algo,
+                "drop_frac",
+                "diff",
+                cfg,
+                c.get("support_above", 0.0),
+                c.get("refute_below", 0.0),
+                metric,
+            )
+        )
+    # the row shows the weakest comparison (lowest CI bound): the verdict needs all of them
+    est = [p for p in parts[1:] if not math.isnan(p.ci_low)]
+    head = None
+    if est:
+        w = min(est, key=lambda p: p.ci_low)
+        head = Part(
+            w.name,
+            w.verdict,
+            w.metric + f" (weakest comparison: {w.name}; KL part in `parts`)",
+            w.test,
+            w.effect,
+            w.ci_low,
+            w.ci_high,
+            w.runs_used,
+            w.reason,
+        )
+    return Claim("C3", parts, head)
+
+
+def robustness(
+    sweep_metrics: pd.DataFrame, algo: str, col: str, cfg: Mapping[str, Any], min_runs: int = 1
+) -> tuple[stats.Estimate | None, str]:
+    """R = mean over grid points of the mean (clipped ≥ 0) score / the best grid point's, bootstrap
+    over seeds within each grid point."""
+    m = sweep_metrics[(sweep_metrics["algo"] == algo) & sweep_metrics["used"] & sweep_metrics[col].notna()]
+    strata = [np.clip(g[col].to_numpy(float), 0, None) for _, g in m.groupby("setting", sort=True)]
+    strata = [s for s in strata if len(s) >= min_runs]
+    if len(strata) < 2:
+        return None, f"fewer than 2 sweep settings of {algo} with ≥ {min_runs} usable runs"
+
+    def stat(r: stats.Resampled) -> np.ndarray:
+        means = np.stack([a.mean(axis=1) for a in r["x"]], axis=1)  # reps × settings
+        best = means.max(axis=1)
+        return np.where(best > 0, means.mean(axis=1) / np.where(best > 0, best, 1.0), 0.0)
+
+    b = stats.BootstrapCfg.from_cfg(cfg)
+    return stats.stratified_bootstrap({"x": strata}, stat, b.n_boot, b.confidence, b.seed), ""
+
+
+def claim_c4(
+    metrics: pd.DataFrame | None, sweep_metrics: pd.DataFrame | None, cfg: Mapping[str, Any]
+) -> Claim:
+    c = cfg.get("C4", {})
+    algo, base = c.get("algo", "ppo"), c.get("baseline", "trpo")
+    col = c.get("metric", "auc_norm")
+    parts = [
+        _compare_part(
+            "sample efficiency",
+            metrics,
+            algo,
+            base,
+            col,
+            "poi",
+            cfg,
+            c.get("support_above", 0.5),
+            c.get("refute_below", 0.5),
+            f"{col} (normalised area under the eval curve)",
+        )
+    ]
+    rcol = c.get("robust_metric", "norm_final")
+    r_metric = f"R = mean / best over the sweep grid of {rcol}"
+    r_test = "bootstrap over seeds within each grid point"
+    if sweep_metrics is None or sweep_metrics.empty:
+        parts.append(
+            missing_part("robustness", r_metric, r_test, "no hyper-parameter sweep (config `sweeps:` absent)")
+        )
+    else:
+        est, why = robustness(sweep_metrics, algo, rcol, cfg, int(c.get("robust_min_runs", 2)))
+        other, _ = robustness(sweep_metrics, base, rcol, cfg, int(c.get("robust_min_runs", 2)))
+        n = sweep_metrics[sweep_metrics["algo"].isin([algo, base])]
+        used = "; ".join(
+            f"sweep {a}: {int(g['used'].sum())}/{len(g)} runs, {g['setting'].nunique()} settings"
+            for a, g in n.groupby("algo")
+        )
+        if est is None:
+            parts.append(Part("robustness", INCONCLUSIVE, r_metric, r_test, runs_used=used, reason=why))
+        else:
+            v = judge(est.lo, est.hi, c.get("robust_support_above", 0.7), c.get("robust_refute_below", 0.5))
+            ref = f"; {base}: R = {other.text()}" if other is not None else ""
+            parts.append(
+                Part(
+                    "robustness",
+                    v,
+                    r_metric,
+                    r_test,
+                    est.point,
+                    est.lo,
+                    est.hi,
+                    used + ref,
+                    "" if v == SUPPORTED else f"R CI [{_fmt(est.lo)}, {_fmt(est.hi)}]{ref}",
+                )
+            )
+    return Claim("C4", parts)
+
+
+def claim_c5(metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+    c = cfg.get("C5", {})
+    col = c.get("metric", "auc_norm")
+    return Claim(
+        "C5",
+        [
+            _compare_part(
+                "sample efficiency",
+                metrics,
+                c.get("algo", "acer"),
+                c.get("baseline", "sb3-a2c"),
+                col,
+                "poi",
+                cfg,
+                c.get("support_above", 0.5),
+                c.get("refute_below", 0.5),
+                f"{col} (normalised area under the eval curve)",
+            )
+        ],
+    )
+
+
+def claim_c6(metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+    c = cfg.get("C6", {})
+    full, ess, least = (
+        c.get("full", "acer"),
+        c.get("essential", "acer-no-tr"),
+        c.get("least", "acer-no-trunc"),
+    )
+    col = c.get("metric", "auc_norm")
+    parts = [
+        _compare_part(
+            "trust region essential",
+            metrics,
+            full,
+            ess,
+            col,
+            "diff",
+            cfg,
+            c.get("essential_support_above", 0.1),
+            c.get("essential_refute_below", 0.1),
+            f"{col} lost without the trust region",
+        )
+    ]
+    others = [o for o in c.get("others", []) if o != least]
+    have = set() if metrics is None or metrics.empty else set(metrics.loc[metrics["used"], "algo"])
+    present = [o for o in others if o in have]
+    if not present:
+        parts.append(
+            missing_part(
+                "truncation matters least",
+                f"{col}: {least} − other ablations",
+                "mean difference, stratified bootstrap CI",
+                f"no usable runs of {least if least not in have else 'any other ablation'} "
+                f"({', '.join(others)})"
+                if least in have
+                else f"no usable runs of {least}",
+            )
+        )
+    for o in present:
+        parts.append(
+            _compare_part(
+                f"{least} better than {o}",
+                metrics,
+                least,
+                o,
+                col,
+                "diff",
+                cfg,
+                c.get("least_support_above", 0.0),
+                c.get("least_refute_below", 0.0),
+                f"{col}: {least} − {o}",
+            )
+        )
+    return Claim("C6", parts)
+
+
+def evaluate(
+    metrics: pd.DataFrame | None,
+    updates: pd.DataFrame | None,
+    cfg: Mapping[str, Any],
+    gauss: pd.DataFrame | None = None,
+    npg: pd.DataFrame | None = None,
+    sweep_metrics: pd.DataFrame | None = None,
+) -> list[Claim]:
+    return [
+        claim_c1(gauss, cfg),
+        claim_c2(npg, cfg),
+        claim_c3(metrics, updates, cfg),
+        claim_c4(metrics, sweep_metrics, cfg),
+        claim_c5(metrics, cfg),
+        claim_c6(metrics, cfg),
+    ]
+
+
+CLAIM_COLUMNS = [
+    "claim",
+    "statement",
+    "verdict",
+    "metric",
+    "test",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "runs_used",
+    "parts",
+    "reason",
+]
+
+
+def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
+    return pd.DataFrame([c.row() for c in claims], columns=CLAIM_COLUMNS)
+
+
+def parts_table(claims: Sequence[Claim]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "claim": c.claim,
+                "part": p.name,
+                "verdict": p.verdict,
+                "metric": p.metric,
+                "test": p.test,
+                "effect": p.effect,
+                "ci_low": p.ci_low,
+                "ci_high": p.ci_high,
+                "runs_used": p.runs_used,
+                "reason": p.reason,
+            }
+            for c in claims
+            for p in c.parts
+        ]
+    )
+
+
+def to_markdown(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    cols = list(columns or df.columns)
+
+    def cell(v: Any) -> str:
+        s = _fmt(v) if isinstance(v, float) else str(v)
+        return s.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
+    return "\n".join(lines) + "\n"

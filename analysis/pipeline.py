@@ -1,0 +1,344 @@
+"""The analysis steps, one function per Snakemake rule (workflow/rules/analysis.smk), also
+runnable without Snakemake on a partial results tree::
+
+    python -m analysis.pipeline --config experiments/config/default.yaml [--results results]
+
+(missing runs are then listed as ``missing`` instead of blocking the analysis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import aggregate, claims, html, stats, sweeps
+from analysis.config import FIGURES, HTML_TABLES, TOY_FIGURES, TOY_FILES
+from experiments.envs import load_catalog
+
+
+def _read(p: str | Path | None) -> pd.DataFrame | None:
+    if p is None or not Path(p).exists() or Path(p).stat().st_size == 0:
+        return None
+    return pd.read_parquet(p) if str(p).endswith(".parquet") else pd.read_csv(p)
+
+
+def _runs(p: str | Path) -> pd.DataFrame:
+    df = pd.read_csv(p, keep_default_na=False, na_values=[""])
+    df["setting"] = aggregate.clean_setting(df["setting"]) if "setting" in df else ""
+    return df
+
+
+def make_tables(
+    refs: list[aggregate.RunRef], runs_csv: str, curves_parquet: str, curves_csv: str, updates_parquet: str
+) -> aggregate.Tables:
+    t = aggregate.collect(refs)
+    aggregate.write_tables(t, runs_csv, curves_parquet, curves_csv, updates_parquet)
+    return t
+
+
+def make_stats(
+    runs_csv: str, curves_parquet: str, cfg: Mapping[str, Any], metrics_csv: str, stats_csv: str, poi_csv: str
+) -> None:
+    runs, curves = _runs(runs_csv), pd.read_parquet(curves_parquet)
+    curves["setting"] = aggregate.clean_setting(curves["setting"])
+    m = stats.run_metrics(runs, curves, load_catalog(), cfg)
+    m.to_csv(metrics_csv, index=False)
+    stats.stats_table(m, cfg).to_csv(stats_csv, index=False)
+    stats.poi_table(m, cfg).to_csv(poi_csv, index=False)
+
+
+def _metrics(p: str) -> pd.DataFrame:
+    m = pd.read_csv(p, keep_default_na=False, na_values=[""])
+    m["setting"] = aggregate.clean_setting(m["setting"])
+    m["used"] = m["used"].astype(str).str.lower() == "true"
+    m["reached"] = m["reached"].astype(str).str.lower() == "true"
+    return m
+
+
+def make_figures(
+    curves_parquet: str,
+    updates_parquet: str,
+    metrics_csv: str,
+    cfg: Mapping[str, Any],
+    out: Mapping[str, str],
+) -> None:
+    from analysis import figures  # matplotlib / seaborn only where needed
+
+    catalog = load_catalog()
+    curves = pd.read_parquet(curves_parquet)
+    curves["setting"] = aggregate.clean_setting(curves["setting"])
+    updates = pd.read_parquet(updates_parquet)
+    m = _metrics(metrics_csv)
+    drop = float(cfg.get("C3", {}).get("drop_fraction", 0.1))
+    figures.learning_curves(curves, catalog, out["learning_curves"])
+    figures.sample_efficiency(m, out["sample_efficiency"])
+    figures.acer_ablation(
+        curves, catalog, out["acer_ablation"], [cfg.get("C5", {}).get("baseline", "sb3-a2c")]
+    )
+    figures.monotonic(curves, m, catalog, drop, out["monotonic"])
+    figures.kl_vs_delta(updates, out["kl"])
+
+
+def make_toy_figures(toys: Mapping[str, str], out: Mapping[str, str]) -> None:
+    from analysis import figures  # matplotlib / seaborn only where needed
+
+    figures.toy_gaussian(_read(toys.get("gaussian_trajectories")), out["gaussian"])
+    figures.toy_npg(_read(toys.get("npg_curve")), _read(toys.get("npg_summary")), out["npg"])
+
+
+def make_sweep_table(
+    runs: Mapping[str, sweeps.SweepRun], cfg: Mapping[str, Any], out_csv: str
+) -> pd.DataFrame:
+    m = sweeps.sweep_metrics(runs, load_catalog(), cfg)
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    m.to_csv(out_csv, index=False)
+    return m
+
+
+def make_sweep_figure(sweeps_csv: str, cfg: Mapping[str, Any], out_png: str) -> None:
+    from analysis import figures  # matplotlib / seaborn only where needed
+
+    sm = _metrics(sweeps_csv) if Path(sweeps_csv).exists() else None
+    figures.sweep_robustness(sm, cfg.get("C4", {}).get("robust_metric", "norm_final"), out_png)
+
+
+def make_claims(
+    metrics_csv: str,
+    updates_parquet: str,
+    cfg: Mapping[str, Any],
+    out_csv: str,
+    out_parts: str,
+    out_md: str,
+    toys: Mapping[str, str] | None = None,
+    sweeps_csv: str | None = None,
+) -> pd.DataFrame:
+    toys = toys or {}
+    m = _metrics(metrics_csv)
+    u = pd.read_parquet(updates_parquet)
+    sm = _metrics(sweeps_csv) if sweeps_csv and Path(sweeps_csv).exists() else None
+    cl = claims.evaluate(m, u, cfg, _read(toys.get("gaussian_summary")), _read(toys.get("npg_summary")), sm)
+    table = claims.claims_table(cl)
+    table.to_csv(out_csv, index=False)
+    claims.parts_table(cl).to_csv(out_parts, index=False)
+    Path(out_md).write_text(
+        "# Claim verdicts\n\nComputed by analysis/claims.py from the results; thresholds in "
+        "experiments/config/claims.yaml.\n\n"
+        + claims.to_markdown(
+            table, ["claim", "verdict", "effect", "ci_low", "ci_high", "metric", "runs_used", "reason"]
+        )
+        + "\n## Parts\n\n"
+        + claims.to_markdown(claims.parts_table(cl)),
+        encoding="utf-8",
+    )
+    return table
+
+
+STATS_INTRO = (
+    "Final eval return (mean, IQM with 95% stratified-bootstrap CI), normalised score "
+    "(x − random) / (threshold − random), normalised area under the eval curve (AUC), median steps "
+    "to the env threshold (NaN when fewer than half the runs reach it) and the fraction of runs that "
+    "reach it. Rows env = ALL pool the algorithm's envs (bootstrap stratified by env). n_failed / "
+    "n_missing count runs that diverged or never finished."
+)
+POI_INTRO = (
+    "P(algo_x > algo_y): the probability that a run of x scores higher than a run of y (ties ½), "
+    "averaged over envs, with a 95% stratified-bootstrap CI; metric auc_norm (sample efficiency) or "
+    "norm_final."
+)
+CLAIMS_INTRO = (
+    "One row per claim of the seed text, computed from the data with the thresholds of "
+    "experiments/config/claims.yaml: supported when the CI lies beyond the support threshold, not "
+    "supported when it lies below the refutation threshold, inconclusive otherwise or when inputs "
+    "are missing."
+)
+RUN_COLUMNS = [
+    "algo",
+    "env",
+    "seed",
+    "status",
+    "error",
+    "final_eval_return",
+    "steps_done",
+    "total_steps",
+    "steps_per_second",
+    "wall_s",
+    "git_commit",
+]
+CLAIM_COLUMNS = [
+    "claim",
+    "statement",
+    "verdict",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "metric",
+    "test",
+    "runs_used",
+    "reason",
+]
+
+
+def make_html(
+    runs_csv: str,
+    stats_csv: str,
+    poi_csv: str,
+    claims_csv: str,
+    parts_csv: str,
+    out: Mapping[str, str],
+    sweeps_csv: str | None = None,
+) -> None:
+    runs = _runs(runs_csv)
+    n = aggregate.count_status(runs["status"])
+    intro = (
+        f"{len(runs)} planned runs: {n['n_ok']} ok, {n['n_failed']} failed, {n['n_missing']} missing. "
+        "Failed and missing runs are listed first; they are counted in every table (n_failed, "
+        "n_missing) and never dropped silently."
+    )
+    ordered = pd.concat([runs[runs["status"] != "ok"], runs[runs["status"] == "ok"]])
+    sections = [
+        (intro, html.table_html(aggregate.status_counts(runs))),
+        ("Every run:", html.table_html(ordered, RUN_COLUMNS)),
+    ]
+    if sweeps_csv and Path(sweeps_csv).exists():
+        sw = _metrics(sweeps_csv)
+        k = aggregate.count_status(sw["status"])
+        sections.append(
+            (
+                f"Sweep runs: {len(sw)} planned, {k['n_ok']} ok, {k['n_failed']} failed, "
+                f"{k['n_missing']} missing.",
+                html.table_html(
+                    sw,
+                    [
+                        "algo",
+                        "env",
+                        "setting",
+                        "seed",
+                        "status",
+                        "final_return",
+                        "norm_final",
+                        "auc_norm",
+                        "note",
+                    ],
+                ),
+            )
+        )
+    html.write_page(out["runs"], "Run status", sections)
+    html.write_page(
+        out["stats"],
+        "Statistics per env and algorithm",
+        [(STATS_INTRO, html.table_html(pd.read_csv(stats_csv)))],
+    )
+    html.write_page(
+        out["poi"], "Probability of improvement", [(POI_INTRO, html.table_html(pd.read_csv(poi_csv)))]
+    )
+    html.write_page(
+        out["claims"],
+        "Claim verdicts",
+        [
+            (CLAIMS_INTRO, html.table_html(pd.read_csv(claims_csv), CLAIM_COLUMNS)),
+            ("Every part of every claim:", html.table_html(pd.read_csv(parts_csv))),
+        ],
+    )
+
+
+def run_step(rule: str, smk: Any) -> None:
+    """One analysis rule, given Snakemake's ``snakemake`` object (see analysis/smk_step.py)."""
+    i, o, p = smk.input, smk.output, smk.params
+    if rule == "analysis_tables":
+        make_tables(
+            [aggregate.RunRef(**r) for r in p.runs], o.runs, o.curves_parquet, o.curves_csv, o.updates
+        )
+    elif rule == "analysis_stats":
+        make_stats(i.runs, i.curves, p.cfg, o.metrics, o.stats, o.poi)
+    elif rule == "analysis_figures":
+        make_figures(i.curves, i.updates, i.metrics, p.cfg, dict(o.items()))
+    elif rule == "analysis_toy_figures":
+        make_toy_figures(dict(i.items()), dict(o.items()))
+    elif rule == "analysis_sweeps":
+        runs = {
+            r["run_dir"]: sweeps.SweepRun(
+                r["algo"], r["env"], r["seed"], r["steps"], tuple((k, v) for k, v in r["setting"])
+            )
+            for r in p.sweeps
+        }
+        make_sweep_table(runs, p.cfg, o.csv)
+    elif rule == "analysis_sweep_figure":
+        make_sweep_figure(i.csv, p.cfg, o.png)
+    elif rule == "analysis_claims":
+        toys = {k[4:]: v for k, v in i.items() if k.startswith("toy_")}
+        make_claims(i.metrics, i.updates, p.cfg, o.csv, o.parts, o.md, toys, i.get("sweeps"))
+    elif rule == "analysis_html":
+        make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"))
+    else:
+        raise ValueError(f"unknown analysis rule {rule!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m analysis.pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help="experiment config (experiments/config/*.yaml)")
+    p.add_argument("--results", default=None, help="results directory (default: the config's, or results)")
+    a = p.parse_args(argv)
+    from experiments.matrix import expand, load_config
+
+    config = load_config(a.config)
+    if a.results:
+        config["results"] = a.results
+    res = config.get("results", "results")
+    cfg = claims.load_config(config.get("claims"))
+    refs = [aggregate.RunRef.from_spec(r.out_dir(res), r) for r in expand(config, check_deps=False)]
+    T, F = f"{res}/tables", f"{res}/figures"
+    make_tables(refs, f"{T}/runs.csv", f"{T}/curves.parquet", f"{T}/curves.csv", f"{T}/updates.parquet")
+    make_stats(
+        f"{T}/runs.csv", f"{T}/curves.parquet", cfg, f"{T}/run_metrics.csv", f"{T}/stats.csv", f"{T}/poi.csv"
+    )
+    make_figures(
+        f"{T}/curves.parquet",
+        f"{T}/updates.parquet",
+        f"{T}/run_metrics.csv",
+        cfg,
+        {k: f"{F}/{v}" for k, v in FIGURES.items()},
+    )
+    toys = {k: f"{res}/toys/{v}" for k, v in TOY_FILES.items()}
+    make_toy_figures(toys, {k: f"{F}/{v}" for k, v in TOY_FIGURES.items()})
+    sw_runs, warns = sweeps.expand(config)
+    for w in warns:
+        print(f"warning: {w}", file=sys.stderr)
+    sweeps_csv = None
+    if sw_runs:
+        sweeps_csv = f"{T}/sweeps.csv"
+        make_sweep_table(sw_runs, cfg, sweeps_csv)
+        make_sweep_figure(sweeps_csv, cfg, f"{F}/sweep_robustness.png")
+    table = make_claims(
+        f"{T}/run_metrics.csv",
+        f"{T}/updates.parquet",
+        cfg,
+        f"{T}/claims.csv",
+        f"{T}/claims_parts.csv",
+        f"{T}/claims.md",
+        toys,
+        sweeps_csv,
+    )
+    make_html(
+        f"{T}/runs.csv",
+        f"{T}/stats.csv",
+        f"{T}/poi.csv",
+        f"{T}/claims.csv",
+        f"{T}/claims_parts.csv",
+        {k: f"{T}/{k}.html" for k in HTML_TABLES},
+        sweeps_csv,
+    )
+    print(table[["claim", "verdict", "effect", "ci_low", "ci_high", "reason"]].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""Analysis: statistics against hand-computed values and scipy, verdict logic on constructed
+cases, failed / missing runs counted, figures produced. Synthetic data only (no training)."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from analysis import aggregate, claims, figures, pipeline, stats, sweeps, synthetic
+from analysis.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+
+CFG = claims.load_config({"bootstrap": {"n_boot": 500}})
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+def test_iqm_hand_computed():
+    assert stats.iqm(np.arange(1, 9)) == pytest.approx(4.5)  # mean of 3, 4, 5, 6
+    assert stats.iqm([1, 2, 3, 100]) == pytest.approx(2.5)  # mean of 2, 3
+    x = np.random.default_rng(0).normal(size=37)
+    assert stats.iqm(x) == pytest.approx(sps.trim_mean(x, 0.25))
+    assert stats.iqm(np.array([[1, 2, 3, 100], [1, 1, 1, 1]]), axis=1) == pytest.approx([2.5, 1.0])
+
+
+def test_bootstrap_ci_matches_scipy_percentile():
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=25)
+    est = stats.stratified_bootstrap({"x": [x]}, stats.stat_mean(), n_boot=20000, seed=0)
+    ref = sps.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=20000,
+        method="percentile",
+        confidence_level=0.95,
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    assert est.point == pytest.approx(x.mean())
+    se = x.std() / math.sqrt(len(x))
+    assert est.lo == pytest.approx(ref.low, abs=0.05 * se * 4)
+    assert est.hi == pytest.approx(ref.high, abs=0.05 * se * 4)
+    assert est.lo < x.mean() < est.hi
+
+
+def test_bootstrap_is_stratified():
+    # resampling within each env keeps 3 runs at 0 and 3 at 10: the pooled mean is always 5
+    est = stats.stratified_bootstrap({"x": [np.zeros(3), np.full(3, 10.0)]}, stats.stat_mean(), n_boot=300)
+    assert (est.point, est.lo, est.hi) == (5.0, 5.0, 5.0)
+    est = stats.stratified_bootstrap(
+        {"x": [np.array([0.0, 0, 0, 10, 10, 10])]}, stats.stat_mean(), n_boot=300
+    )
+    assert est.lo < 5 < est.hi
+    with pytest.raises(ValueError):
+        stats.stratified_bootstrap({"x": [np.array([])]}, stats.stat_mean())
+
+
+def test_normalised_score():
+    assert stats.normalise(475, 22, 475) == pytest.approx(1.0)
+    assert stats.normalise(22, 22, 475) == pytest.approx(0.0)
+    assert stats.normalise(-700, -1200, -200) == pytest.approx(0.5)
+    assert stats.normalise([-1200, -200], -1200, -200) == pytest.approx([0, 1])
+
+
+def test_steps_to_threshold():
+    assert stats.steps_to_threshold([10, 20, 30], [1, 5, 3], 4) == 20
+    assert stats.steps_to_threshold([30, 10, 20], [3, 1, 5], 4) == 20  # order of rows does not matter
+    assert math.isnan(stats.steps_to_threshold([10, 20], [1, 2], 4))
+
+
+def test_auc():
+    # random (0) at step 0, 1 from step 50 to the budget: 25 + 50 over 100
+    assert stats.auc([50, 100], [1, 1], 100, v0=0.0) == pytest.approx(0.75)
+    # the last value is held to the budget
+    assert stats.auc([50], [1.0], 100, v0=0.0) == pytest.approx(0.75)
+    # points past the budget are cut at the interpolated value (0.5 at 100)
+    assert stats.auc([50, 150], [0, 1], 100, v0=0.0) == pytest.approx(0.125)
+    # without v0 the curve starts at its first value
+    assert stats.auc([50, 100], [1, 1], 100) == pytest.approx(1.0)
+    assert math.isnan(stats.auc([], [], 100))
+
+
+def test_probability_of_improvement():
+    assert stats.poi([5, 6, 7], [1, 2, 3]) == 1.0
+    assert stats.poi([1, 2, 3], [5, 6, 7]) == 0.0
+    assert stats.poi([1, 2, 3], [1, 2, 3]) == pytest.approx(0.5)
+    assert stats.poi([1, 3], [2]) == pytest.approx(0.5)
+    assert stats.poi([1, 2], [2]) == pytest.approx(0.25)  # a tie counts ½
+    # averaged over envs: dominate on one, lose on the other → ½
+    est = stats.stratified_bootstrap(
+        {"x": [np.array([5.0, 6]), np.array([0.0, 1])], "y": [np.array([1.0, 2]), np.array([5.0, 6])]},
+        stats.stat_poi(),
+        n_boot=200,
+    )
+    assert est.point == pytest.approx(0.5)
+
+
+def test_significant_drops():
+    assert stats.significant_drops([0, 0.5, 0.3, 0.35, 0.1], 0.1) == (2, 4)
+    assert stats.significant_drops([0.2], 0.1) == (0, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# verdict logic
+def test_judge_and_combine():
+    assert claims.judge(0.6, 0.9, 0.5, 0.5) == SUPPORTED
+    assert claims.judge(0.1, 0.4, 0.5, 0.5) == NOT_SUPPORTED
+    assert claims.judge(0.4, 0.7, 0.5, 0.5) == INCONCLUSIVE
+    assert claims.judge(float("nan"), 1.0, 0.5, 0.5) == INCONCLUSIVE
+    assert claims.judge(float("inf"), float("inf"), 1.5, 1.0) == SUPPORTED
+    assert claims.judge(1.2, 1.2, 1.5, 1.0) == INCONCLUSIVE  # faster, but not enough
+    assert claims.combine([SUPPORTED, SUPPORTED]) == SUPPORTED
+    assert claims.combine([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
+    assert claims.combine([INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED]) == NOT_SUPPORTED
+    assert claims.combine([]) == INCONCLUSIVE
+
+
+def test_config_override_merges_key_by_key():
+    cfg = claims.load_config({"C3": {"drop_fraction": 0.2}, "min_runs": 5})
+    assert cfg["C3"]["drop_fraction"] == 0.2 and cfg["C3"]["algo"] == "trpo" and cfg["min_runs"] == 5
+
+
+# --------------------------------------------------------------------------------------------
+# end to end on synthetic trees
+def build(
+    tmp_path,
+    cfg=CFG,
+    algos=tuple(synthetic.PROFILES),
+    seeds=(0, 1, 2, 3),
+    status=None,
+    toys=True,
+    profiles=None,
+):
+    root = tmp_path / "results"
+    saved = dict(synthetic.PROFILES)
+    synthetic.PROFILES.update(profiles or {})
+    try:
+        specs = synthetic.write_tree(root, algos=algos, seeds=seeds, status=status)
+    finally:
+        synthetic.PROFILES.clear()
+        synthetic.PROFILES.update(saved)
+    toy = {}
+    if toys:
+        d = synthetic.write_toys(root, **(toys if isinstance(toys, dict) else {}))
+        toy = {k: str(d / v) for k, v in pipeline.TOY_FILES.items()}
+    refs = [
+        aggregate.RunRef(str(root / "runs" / s.algo / s.env / str(s.seed)), s.algo, s.env, s.seed, s.steps)
+        for s in specs
+    ]
+    T = root / "tables"
+    pipeline.make_tables(
+        refs, f"{T}/runs.csv", f"{T}/curves.parquet", f"{T}/curves.csv", f"{T}/updates.parquet"
+    )
+    pipeline.make_stats(
+        f"{T}/runs.csv", f"{T}/curves.parquet", cfg, f"{T}/run_metrics.csv", f"{T}/stats.csv", f"{T}/poi.csv"
+    )
+    table = pipeline.make_claims(
+        f"{T}/run_metrics.csv",
+        f"{T}/updates.parquet",
+        cfg,
+        f"{T}/claims.csv",
+        f"{T}/claims_parts.csv",
+        f"{T}/claims.md",
+        toy,
+    )
+    return root, table.set_index("claim")
+
+
+def test_synthetic_claims_supported(tmp_path):
+    root, t = build(tmp_path)
+    assert list(t.index) == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    for c in ("C1", "C2", "C3", "C5", "C6"):
+        assert t.loc[c, "verdict"] == SUPPORTED, (c, t.loc[c].to_dict())
+    # C4: sample efficiency holds, robustness needs a sweep → inconclusive with the reason
+    assert t.loc["C4", "verdict"] == INCONCLUSIVE
+    assert "sweep" in t.loc["C4", "reason"]
+    assert t.loc["C5", "effect"] == pytest.approx(1.0)  # ACER dominates A2C
+    assert (root / "tables" / "claims.md").read_text().count("| C") >= 6
+    parts = pd.read_csv(root / "tables" / "claims_parts.csv")
+    assert set(parts["verdict"]) <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
+
+
+def test_synthetic_claims_not_supported(tmp_path):
+    bad = {
+        "trpo": synthetic.Profile(0.9, 0.35, 0.01, drop_every=2, log_kl=True, kl_over=0.3),
+        "acer-no-tr": synthetic.Profile(1.0, 0.12, 0.02),  # no loss without the trust region
+        "sb3-a2c": synthetic.Profile(1.0, 0.05, 0.01),
+    }  # A2C better than ACER
+    _, t = build(tmp_path, profiles=bad, toys={"ngd_faster": False, "npg_faster": False})
+    for c in ("C1", "C2", "C3", "C5", "C6"):
+        assert t.loc[c, "verdict"] == NOT_SUPPORTED, (c, t.loc[c].to_dict())
+    assert "exceed δ" in t.loc["C3", "reason"]
+
+
+def test_missing_inputs_are_inconclusive(tmp_path):
+    _, t = build(tmp_path, algos=("ppo", "trpo"), seeds=(0, 1), toys=False)
+    assert (t["verdict"] == INCONCLUSIVE).all(), t["verdict"].to_dict()
+    assert "no toy results" in t.loc["C1", "reason"]
+    assert "no usable runs of acer" in t.loc["C5", "reason"]
+    assert "fewer than 3 usable runs" in t.loc["C4", "reason"]  # 2 seeds < min_runs
+    assert "no usable runs of npg" in t.loc["C3", "reason"]
+
+
+def test_failed_and_missing_runs_are_counted(tmp_path):
+    def status(a, e, s):
+        return {("ppo", "CartPole-v1", 0): "failed", ("trpo", "Pendulum-v1", 1): "missing"}.get(
+            (a, e, s), "ok"
+        )
+
+    root, t = build(tmp_path, algos=("ppo", "trpo"), seeds=(0, 1, 2), status=status, toys=False)
+    runs = pd.read_csv(root / "tables" / "runs.csv")
+    assert len(runs) == 12
+    assert runs["status"].value_counts().to_dict() == {"ok": 10, "failed": 1, "missing": 1}
+    assert "non-finite" in runs.loc[runs["status"] == "failed", "error"].iloc[0]
+    st = pd.read_csv(root / "tables" / "stats.csv").set_index(["env", "algo"])
+    assert st.loc[("CartPole-v1", "ppo"), "n_failed"] == 1
+    assert st.loc[("Pendulum-v1", "trpo"), "n_missing"] == 1
+    assert st.loc[("Pendulum-v1", "trpo"), "n_used"] == 2
+    assert st.loc[("ALL", "ppo"), "n_planned"] == 6 and st.loc[("ALL", "trpo"), "n_missing"] == 1
+    m = pd.read_csv(root / "tables" / "run_metrics.csv")
+    failed = m[m["status"] == "failed"].iloc[0]
+    assert failed["used"] and failed["norm_final"] == pytest.approx(0.0)  # random score after divergence
+    assert not m.loc[m["status"] == "missing", "used"].iloc[0]
+    curves = pd.read_parquet(root / "tables" / "curves.parquet")
+    assert not ((curves["algo"] == "trpo") & (curves["env"] == "Pendulum-v1") & (curves["seed"] == 1)).any()
+    assert {"algo", "variant", "env", "seed", "step", "eval_return"} <= set(curves.columns)
+    updates = pd.read_parquet(root / "tables" / "updates.parquet")
+    assert {"kl", "max_kl", "approx_kl", "update"} <= set(updates.columns)
+    assert "1 failed" in t.loc["C4", "runs_used"] and "1 missing" in t.loc["C4", "runs_used"]
+
+
+def test_failed_runs_policy(tmp_path):
+    cfg = claims.load_config({"bootstrap": {"n_boot": 100}, "failed_runs": "exclude"})
+    root, _ = build(
+        tmp_path,
+        cfg=cfg,
+        algos=("ppo",),
+        seeds=(0, 1),
+        toys=False,
+        status=lambda a, e, s: "failed" if s == 0 else "ok",
+    )
+    m = pd.read_csv(root / "tables" / "run_metrics.csv")
+    assert not m.loc[m["status"] == "failed", "used"].any()
+    st = pd.read_csv(root / "tables" / "stats.csv")
+    assert (st.loc[st["env"] != "ALL", "n_failed"] == 1).all() and (
+        st.loc[st["env"] != "ALL", "n_used"] == 1
+    ).all()
+
+
+def test_algo_parts_and_discovery(tmp_path):
+    assert aggregate.algo_parts("sb3-ppo") == {"base_algo": "ppo", "impl": "sb3", "variant": "full"}
+    assert aggregate.algo_parts("acer-no-trunc") == {
+        "base_algo": "acer",
+        "impl": "ours",
+        "variant": "no-trunc",
+    }
+    synthetic.write_tree(tmp_path / "r", algos=("ppo",), envs=("CartPole-v1",), seeds=(0, 1))
+    refs = aggregate.discover_runs(tmp_path / "r")
+    assert sorted(r.seed for r in refs) == [0, 1] and refs[0].env == "CartPole-v1"
+
+
+# --------------------------------------------------------------------------------------------
+# sweeps
+def test_sweep_expansion_and_slugs():
+    config = {
+        "seeds": [0],
+        "results": "res",
+        "profile": "smoke",
+        "sweeps": {
+            "env": "CartPole-v1",
+            "seeds": [0, 1],
+            "steps": 1000,
+            "ppo": {"clip_range": [0.1, 0.2], "learning_rate": [0.001]},
+            "nope": {"x": [1]},
+        },
+    }
+    runs, warns = sweeps.expand(config)
+    assert len(runs) == 4 and any("nope" in w for w in warns)
+    d = "res/sweeps/ppo/CartPole-v1/clip_range=0.1__learning_rate=0.001/1"
+    assert d in runs and runs[d].steps == 1000
+    assert "--set clip_range=0.1" in runs[d].set_args() and "--set learning_rate=0.001" in runs[d].set_args()
+    assert sweeps.parse_slug("clip_range=0.1__learning_rate=0.001") == {
+        "clip_range": 0.1,
+        "learning_rate": 0.001,
+    }
+    assert sweeps.expand({"seeds": [0]}) == ({}, [])
+    with pytest.raises(sweeps.SweepError):
+        sweeps.expand({"sweeps": {"env": "CartPole-v1", "ppo": {"clip_range": 0.1}}}, check=False)
+    from algorithms.base import ConfigError
+
+    with pytest.raises(ConfigError):
+        sweeps.expand({"profile": "smoke", "sweeps": {"env": "CartPole-v1", "ppo": {"no_such_key": [1]}}})
+
+
+def test_ensure_summary(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text("Traceback\nRuntimeError: boom\n")
+    assert sweeps.ensure_summary(tmp_path / "run", log, "ppo", "CartPole-v1", 0, 100)
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["status"] == "failed" and "boom" in s["error"]
+    assert not sweeps.ensure_summary(tmp_path / "run", log, "ppo", "CartPole-v1", 0, 100)
+
+
+def _sweep_metrics(scores):
+    rows = [
+        {"algo": "ppo", "setting": f"lr={k}", "seed": s, "used": True, "norm_final": v}
+        for k, vals in scores.items()
+        for s, v in enumerate(vals)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_robustness_statistic():
+    est, _ = claims.robustness(_sweep_metrics({1: [1, 1], 2: [1, 1], 3: [1, 1]}), "ppo", "norm_final", CFG)
+    assert est.point == pytest.approx(1.0)
+    est, _ = claims.robustness(
+        _sweep_metrics({1: [1, 1], 2: [0, 0], 3: [-1, -1], 4: [0, 0]}), "ppo", "norm_final", CFG
+    )
+    assert est.point == pytest.approx(0.25)  # negatives clipped to 0
+    est, why = claims.robustness(_sweep_metrics({1: [1, 1]}), "ppo", "norm_final", CFG)
+    assert est is None and "fewer than 2" in why
+    sm = _sweep_metrics({1: [0.9, 1.0, 0.95], 2: [0.85, 0.9, 0.92], 3: [0.8, 0.9, 0.85]})
+    c4 = claims.claim_c4(None, sm, CFG)
+    assert c4.parts[1].verdict == SUPPORTED and c4.parts[0].verdict == INCONCLUSIVE
+    sm = _sweep_metrics({1: [1.0, 1.0, 0.95], 2: [0.0, 0.05, 0.0], 3: [0.0, 0.1, 0.0]})
+    assert claims.claim_c4(None, sm, CFG).parts[1].verdict == NOT_SUPPORTED
+
+
+# --------------------------------------------------------------------------------------------
+# figures and HTML
+def _is_png(p):
+    return p.exists() and p.stat().st_size > 1000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_are_produced(tmp_path):
+    root, _ = build(
+        tmp_path,
+        seeds=(0, 1),
+        status=lambda a, e, s: "failed" if (a, e, s) == ("npg", "CartPole-v1", 1) else "ok",
+    )
+    T, F = root / "tables", root / "figures"
+    out = {k: str(F / v) for k, v in pipeline.FIGURES.items()}
+    pipeline.make_figures(f"{T}/curves.parquet", f"{T}/updates.parquet", f"{T}/run_metrics.csv", CFG, out)
+    toys = {k: str(root / "toys" / v) for k, v in pipeline.TOY_FILES.items()}
+    tout = {k: str(F / v) for k, v in pipeline.TOY_FIGURES.items()}
+    pipeline.make_toy_figures(toys, tout)
+    for p in list(out.values()) + list(tout.values()):
+        assert _is_png(F / p.split("/")[-1]), p
+    html_out = {k: str(T / f"{k}.html") for k in ("runs", "stats", "poi", "claims")}
+    pipeline.make_html(
+        f"{T}/runs.csv",
+        f"{T}/stats.csv",
+        f"{T}/poi.csv",
+        f"{T}/claims.csv",
+        f"{T}/claims_parts.csv",
+        html_out,
+    )
+    runs_html = (T / "runs.html").read_text()
+    assert "35 ok, 1 failed, 0 missing" in runs_html and "<table>" in runs_html
+    assert "supported" in (T / "claims.html").read_text()
+
+
+def test_figures_without_data_are_placeholders(tmp_path):
+    empty = pd.DataFrame(columns=aggregate.CURVE_COLUMNS)
+    figures.acer_ablation(empty, None, tmp_path / "a.png")
+    figures.kl_vs_delta(pd.DataFrame(columns=["algo", "step"]), tmp_path / "k.png")
+    figures.toy_gaussian(None, tmp_path / "g.png")
+    figures.sweep_robustness(None, "norm_final", tmp_path / "s.png")
+    for n in ("a", "k", "g", "s"):
+        assert _is_png(tmp_path / f"{n}.png")
