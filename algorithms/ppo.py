@@ -72,8 +72,7 @@ class PPO(Algorithm):
         self.step = 0
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.policy.dist(torch.as_tensor(self.env.normalize_obs(obs))).mode().numpy()
+        return self.policy.predict(self.env.normalize_obs(obs))
 
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "step": self.step}

@@ -109,8 +109,7 @@ class NPG(Algorithm):
         self.step = 0
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.policy.dist(torch.as_tensor(self.env.normalize_obs(obs))).mode().numpy()
+        return self.policy.predict(self.env.normalize_obs(obs))
 
     def state_dict(self) -> dict:
         """Policy, critic optimiser, step counter; the runner saves the env (normalisation

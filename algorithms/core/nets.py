@@ -117,6 +117,11 @@ class ActorCritic(nn.Module):
             return self.pi(f), self.v(f).squeeze(-1)
         return self.dist(obs), self.value(obs)
 
+    @torch.inference_mode()
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic action (mode of π_θ(·|s)) for a batch of already-normalised observations."""
+        return self.dist(torch.as_tensor(obs)).mode().numpy()
+
     def actor_parameters(self) -> list[nn.Parameter]:
         """θ: what the natural gradient acts on (trunk + head + log σ)."""
         return list(self.pi_trunk.parameters()) + list(self.pi.parameters())
