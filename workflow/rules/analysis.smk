@@ -136,6 +136,10 @@ if SWEEPS:
     def _sweep_of(wc):
         return SWEEPS[f"{RESULTS}/sweeps/{wc.algo}/{wc.env}/{wc.setting}/{wc.seed}"]
 
+    def _sweep_resources(wc):
+        r = _sweep_of(wc)
+        return job_resources(r.algo, r.env, r.steps)
+
     rule sweep_run:
         """One run of a hyper-parameter sweep; a crash still leaves a `failed` summary.json."""
         output:
@@ -145,18 +149,23 @@ if SWEEPS:
             steps=lambda wc: _sweep_of(wc).steps,
             sets=lambda wc: _sweep_of(wc).set_args(config.get("set", {}).get(wc.algo, {})),
             outdir=lambda wc, output: str(Path(output.summary).parent),
+            device=device_of,
         log:
             f"{RESULTS}/logs/sweeps/{{algo}}/{{env}}/{{setting}}/{{seed}}.log",
         wildcard_constraints:
             setting=r"[A-Za-z0-9_.=\-]+",
         threads: 1
         resources:
-            runtime=lambda wc: max(10, _sweep_of(wc).steps // 1000),
-            mem_mb=2000,
+            runtime=lambda wc, attempt: min(_sweep_resources(wc)["runtime"] * attempt,
+                                            _sweep_resources(wc)["max_runtime"]),
+            mem_mb=lambda wc: _sweep_resources(wc)["mem_mb"],
+            gpu=lambda wc: _sweep_resources(wc)["gpu"],
+            gpu_model=lambda wc: _sweep_resources(wc)["gpu_model"],
+            slurm_extra=lambda wc: _sweep_resources(wc)["slurm_extra"],
         shell:
             "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {sys.executable} -m experiments.run --algo {wildcards.algo} "
             "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} --out {params.outdir} "
-            "{params.sets} --no-progress > {log} 2>&1 || true; "
+            "--device {params.device} {params.sets} --no-progress > {log} 2>&1 || true; "
             "{sys.executable} -m analysis.sweeps ensure-summary {params.outdir} {log} --algo {wildcards.algo} "
             "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} >> {log}"
 
