@@ -23,7 +23,7 @@ class Categorical:
     logits: torch.Tensor  # unnormalised; normalised on construction
 
     def __post_init__(self) -> None:
-        self.logits = self.logits - self.logits.logsumexp(-1, keepdim=True)
+        self.logits = torch.log_softmax(self.logits, -1)
 
     @property
     def probs(self) -> torch.Tensor:
