@@ -32,6 +32,7 @@ def test_dry_run_of_the_default_matrix(root):
 
 def test_bad_config_fails_before_any_job(repo):
     cfg = yaml.safe_load((repo / "experiments/config/smoke.yaml").read_text())
+    cfg["results"] = "results"
     for bad, msg in [({"seeds": []}, "seeds"), ({"algorithms": ["ppo", "nope"]}, "unknown algorithm 'nope'"),
                      ({"envs": ["Nope-v9"]}, "unknown env 'Nope-v9'"), ({"profile": "huge"}, "profile")]:
         (repo / "bad.yaml").write_text(yaml.safe_dump({**cfg, **bad}))
@@ -45,6 +46,7 @@ def test_smoke_dag_runs_then_is_up_to_date(repo):
     """Every algorithm of the smoke matrix on its classic-control env, then the analysis."""
     cfg = yaml.safe_load((repo / "experiments/config/smoke.yaml").read_text())
     cfg["envs"] = ["CartPole-v1"]
+    cfg["results"] = "results"
     (repo / "ci.yaml").write_text(yaml.safe_dump(cfg))
     r = snakemake(repo, "--configfile", "ci.yaml")
     assert r.returncode == 0, r.stderr[-4000:]
