@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from algorithms.base import Algorithm, BaseConfig, ConfigError
+from algorithms.core.nets import is_image_space
 
 SCHEDULES = ("constant", "linear")
 
@@ -247,7 +248,7 @@ class SB3Algorithm(Algorithm):
                                 clip_obs=cfg.clip_obs, clip_reward=cfg.clip_reward, gamma=cfg.gamma,
                                 epsilon=1e-8)
         self.venv = venv
-        self.image = _is_image(venv.observation_space)
+        self.image = is_image_space(venv.observation_space)
         cls = self._sb3_cls()
         self.model = cls("CnnPolicy" if self.image else "MlpPolicy", venv, seed=run.seed,
                          device=str(run.device), verbose=0, policy_kwargs=self._policy_kwargs(),
@@ -332,11 +333,6 @@ def _rms_state(rms) -> dict[str, Any]:
 
 def _rms_load(rms, s: dict[str, Any]) -> None:
     rms.mean, rms.var, rms.count = np.array(s["mean"], copy=True), np.array(s["var"], copy=True), s["count"]
-
-
-def _is_image(space) -> bool:
-    import gymnasium as gym
-    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
 class SB3PPO(SB3Algorithm):
