@@ -1,9 +1,21 @@
 """Actor-Critic with Experience Replay (Wang et al. 2017; seed §4.5.5), discrete and continuous.
 
 Each iteration collects k = ``n_steps`` steps in each of the ``n_envs`` envs with the current
-policy (the behaviour policy μ, whose statistics are stored), learns from that trajectory
-on-policy, stores it, and then learns from ``replay_ratio`` trajectories replayed from memory
-(once it holds ``replay_start`` transitions). Every update maximises, per step t,
+policy (the behaviour policy μ, whose statistics are stored), learns from that batch
+on-policy, stores it, and then (once memory holds ``replay_start`` transitions) makes
+n ~ Poisson(``replay_ratio``) replay updates (``replay_poisson``; else exactly ``replay_ratio``),
+each on one stored segment per env, env b's taken from a slot drawn uniformly, as OpenAI Baselines
+(baselines/acer/acer.py, commit ea25b9e, lines 375-379: ``n = np.random.poisson(replay_ratio)``;
+baselines/acer/buffer.py lines 85-87: ``idx = np.random.randint(0, self.num_in_buffer, nenv)``,
+``envx = np.arange(nenv)``).
+
+Normalisation (``norm_obs`` / ``norm_reward``): memory holds *raw* observations (time-limit
+finals included) and *raw* rewards, and every batch, on-policy or replayed, is normalised when
+it is used with the VecEnv's current statistics (``Trajectory.from_numpy(..., normalizer=env)``):
+s ↦ clip((s − m)/√(v + ε)), r ↦ clip(r / √(v_ret + ε)), as SB3's off-policy replay buffers do with
+``VecNormalize``. So ρ, Q^ret and the critic see what the current policy sees, and one Q^ret target
+never mixes reward scales.
+Atari frames stay uint8 (no observation normalisation there). Every update maximises, per step t,
 
     ρ̄_t (Q^ret_t − V(s_t)) log π(a_t|s_t)                                  truncated IS term
     + E_{a~π}[ (1 − c/ρ(a))₊ (Q(s_t, a) − V(s_t)) log π(a|s_t) ]             bias correction
@@ -22,7 +34,7 @@ truncation bootstraps V of the final observation and cuts the trace.
 Efficient trust region: the objective's gradient g w.r.t. the statistics φ of π(·|s_t) (the
 probability vector, as in the paper; a Gaussian's mean and log σ) is projected per step onto
 the half-space kᵀz ≤ δ, k = ∇_φ KL(f(·|φ_avg) ‖ f(·|φ)):  z* = g − max(0, (kᵀg − δ)/‖k‖²) k
-(``trust_region``), and z* is back-propagated through the network. φ_avg comes from the
+(``core.acer_ops.trust_region``), and z* is back-propagated through the network. φ_avg comes from the
 averaged network θ_avg ← α θ_avg + (1 − α) θ, updated in place after every step (``average_``).
 
 Ablations (registry variants), each switching one component: ``truncation=False`` uses ρ_t
@@ -42,7 +54,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from algorithms.acer_continuous import SDNet, continuous_terms
 from algorithms.base import Algorithm, BaseConfig, ConfigError
+from algorithms.core.acer_ops import TermsConfig, average_, next_values, retrace, tr_diagnostics
 from algorithms.core.distributions import Categorical
 from algorithms.core.nets import make_trunk, ortho_init
 from algorithms.core.replay import ReplayMemory, Trajectory
@@ -57,8 +71,8 @@ class ACERConfig(BaseConfig):
     ``rmsprop_tf_like`` for Baselines' TensorFlow variant);
     q_coef 0.5; ent_coef 0.01 (paper, Atari: 0.001); max_grad_norm 10; buffer_size: transitions
     held, all envs (Baselines: 50 000 per env → 200 000 at 4 envs); replay_start: transitions
-    before replay starts (Baselines: 10 000 per env → 40 000); replay_ratio 4 trajectories
-    replayed per on-policy one (paper/Baselines draw it ~ Poisson(4): ``replay_poisson``);
+    before replay starts (Baselines: 10 000 per env → 40 000); replay_ratio 4: replay updates
+    per on-policy one, drawn ~ Poisson(4) as the paper/Baselines (``replay_poisson``; False: exactly 4);
     c = 10 truncation (paper, MuJoCo: 5); delta δ = 1; alpha α = 0.99 averaging (paper,
     MuJoCo: 0.995); lambda_retrace λ = 1; sdn_samples n = 5 (continuous: SDN's Monte Carlo
     baseline); log_std_init (continuous). Ablation switches: truncation, trust_region, retrace.
@@ -76,7 +90,7 @@ class ACERConfig(BaseConfig):
     buffer_size: int = 200_000
     replay_start: int = 40_000
     replay_ratio: int = 4
-    replay_poisson: bool = False
+    replay_poisson: bool = True
     c: float = 10.0
     delta: float = 1.0
     alpha: float = 0.99
@@ -101,80 +115,6 @@ class ACERConfig(BaseConfig):
             raise ConfigError("need c > 0, delta > 0, 0 <= alpha < 1, 0 <= lambda_retrace <= 1")
         if self.n_steps < 1 or self.n_envs < 1 or self.sdn_samples < 1:
             raise ConfigError("n_steps, n_envs and sdn_samples must be >= 1")
-
-
-# --- the pure pieces --------------------------------------------------------------------
-
-
-@torch.no_grad()
-def retrace(
-    rewards: torch.Tensor,
-    q_taken: torch.Tensor,
-    next_values: torch.Tensor,
-    c: torch.Tensor,
-    terminated: torch.Tensor,
-    episode_end: torch.Tensor,
-    gamma: float,
-) -> torch.Tensor:
-    """Q^ret over (T, N), defined backwards by
-
-        Q^ret_t = r_t + γ (1 − d_t) [ V(s_{t+1}) + (1 − e_t) c_{t+1} (Q^ret_{t+1} − Q(s_{t+1}, a_{t+1})) ]
-
-    ``q_taken[t]`` = Q(s_t, a_t); ``next_values[t]`` = V(s_{t+1}), the final observation's on an
-    episode end and V(s_T) at the last step; ``c[t]`` = c_t; d = terminated (no bootstrap),
-    e = episode end for any reason (cuts the trace). c ≡ 1 gives Q_opc; c ≡ 0 the one-step target.
-
-    The recursion is linear, Q^ret_t = u_t + w_t Q^ret_{t+1} with w_t = γ (1 − d_t)(1 − e_t) c_{t+1}
-    (0 at t = T − 1) and u_t = r_t + γ (1 − d_t) V(s_{t+1}) − w_t Q(s_{t+1}, a_{t+1}), so it is
-    solved for all t at once: Q^ret_t = Σ_{t'≥t} (Π_{s=t}^{t'−1} w_s) u_{t'}, the products read
-    off one cumulative product over a (T, T, N) upper-triangular table.
-    """
-    T = rewards.shape[0]
-    w = torch.zeros_like(rewards)
-    w[:-1] = gamma * (1.0 - terminated[:-1]) * (1.0 - episode_end[:-1]) * c[1:]
-    u = rewards + gamma * (1.0 - terminated) * next_values
-    u[:-1] -= w[:-1] * q_taken[1:]
-    upper = torch.ones(T, T, dtype=torch.bool, device=rewards.device).triu()  # s ≥ t
-    prods = torch.where(upper.unsqueeze(-1), w.unsqueeze(0), torch.ones_like(w).unsqueeze(0)).cumprod(1)
-    # coefficient of u_{t'} in Q^ret_t: Π_{s=t}^{t'−1} w_s = prods[t, t' − 1] (1 for t' = t), 0 for t' < t
-    coef = torch.cat([torch.ones_like(prods[:, :1]), prods[:, :-1]], 1) * upper.unsqueeze(-1)
-    return (coef * u.unsqueeze(0)).sum(1)
-
-
-def trust_region(g: torch.Tensor, k: torch.Tensor, delta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """KKT solution of min_z ½‖g − z‖² s.t. kᵀz ≤ δ, per row (last axis = statistics φ):
-    z* = g − max(0, (kᵀg − δ)/‖k‖²) k. Returns (z*, the coefficient)."""
-    coef = ((k * g).sum(-1) - delta).clamp(min=0) / (k * k).sum(-1).clamp(min=1e-12)
-    return g - coef.unsqueeze(-1) * k, coef
-
-
-@torch.no_grad()
-def average_(avg: nn.Module | list[torch.Tensor], net: nn.Module | list[torch.Tensor], alpha: float) -> None:
-    """θ_avg ← α θ_avg + (1 − α) θ, in place (the tensors themselves, not a rebound name).
-    Modules or their (cached) parameter lists."""
-    avg_p = avg.parameters() if isinstance(avg, nn.Module) else avg
-    net_p = net.parameters() if isinstance(net, nn.Module) else net
-    for pa, p in zip(avg_p, net_p, strict=True):
-        pa.lerp_(p, 1.0 - alpha)
-
-
-def next_values(v: torch.Tensor, v_final: torch.Tensor, batch: Trajectory) -> torch.Tensor:
-    """V(s_{t+1}) for t < T from V(s_0..s_T) (T + 1, B), with the time-limit finals' values."""
-    nv = v[1:].clone()
-    nv[batch.final_t, batch.final_b] = v_final
-    return nv
-
-
-def tr_diagnostics(g: torch.Tensor, k: torch.Tensor, cfg: ACERConfig) -> tuple[torch.Tensor, dict]:
-    """z* (or g without the trust region) and the trust-region diagnostics."""
-    z, coef = trust_region(g, k, cfg.delta)
-    if not cfg.trust_region:
-        z = g
-    return z, {
-        "k_norm": k.norm(dim=-1).mean(),
-        "tr_active_frac": (coef > 0).float().mean(),
-        "tr_shrink": coef.mean(),
-    }
 
 
 # --- discrete actions ---------------------------------------------------------------------
@@ -208,7 +148,7 @@ class DiscreteACERNet(nn.Module):
         return torch.log_softmax(self.pi(f), -1), self.q(f)
 
 
-def discrete_terms(net: DiscreteACERNet, avg: DiscreteACERNet, batch: Trajectory, cfg: ACERConfig) -> dict:
+def discrete_terms(net: DiscreteACERNet, avg: DiscreteACERNet, batch: Trajectory, cfg: TermsConfig) -> dict:
     """Every quantity of one discrete ACER update on a (T, B) batch; ``loss`` is what to minimise."""
     T, B = batch.rewards.shape
     M = T * B
@@ -218,7 +158,7 @@ def discrete_terms(net: DiscreteACERNet, avg: DiscreteACERNet, batch: Trajectory
         v_all = (log_pi_all.exp() * q_all).sum(-1)  # V = Σ_a π(a|s) Q(s, a)
         log_pi_avg = avg.log_pi(obs[:M]).view(T, B, -1)
     v = v_all[: (T + 1) * B].view(T + 1, B)
-    nv, V = next_values(v, v_all[(T + 1) * B :], batch), v[:T]
+    nv, V = next_values(v, v_all[(T + 1) * B :], batch.final_t, batch.final_b), v[:T]
     log_pi, q = log_pi_all[:M].view(T, B, -1), q_all[:M].view(T, B, -1)
     a = batch.actions.long().unsqueeze(-1)
     q_a = q.gather(-1, a).squeeze(-1)
@@ -246,7 +186,7 @@ def discrete_terms(net: DiscreteACERNet, avg: DiscreteACERNet, batch: Trajectory
     g = torch.autograd.grad((pg + cfg.ent_coef * entropy).sum(), phi)[0]
     pi_avg = log_pi_avg.exp()
     k = -pi_avg / phi.detach().clamp(min=1e-10)  # ∇_φ KL(π_avg ‖ φ)
-    z, tr = tr_diagnostics(g, k, cfg)
+    z, tr = tr_diagnostics(g, k, cfg.delta, cfg.trust_region)
     policy_loss = -(log_pi.exp() * z).sum(-1).mean()  # back-propagates z* through φ
     q_loss = 0.5 * (q_ret - q_a).pow(2).mean()
     with torch.no_grad():
@@ -286,8 +226,6 @@ class ACER(Algorithm):
             self.net = DiscreteACERNet(obs_space, act_space, cfg.net_arch, cfg.activation)
             self.terms, self.stat_shapes = discrete_terms, {"log_probs": (int(act_space.n),)}
         else:
-            from algorithms.acer_continuous import SDNet, continuous_terms
-
             self.net = SDNet(obs_space, act_space, cfg.net_arch, cfg.activation, cfg.log_std_init)
             d = tuple(act_space.shape)
             self.terms, self.stat_shapes = continuous_terms, {"mean": d, "log_std": d}
@@ -328,11 +266,15 @@ class ACER(Algorithm):
 
     @torch.no_grad()
     def collect(self) -> tuple[Trajectory, dict]:
-        """k steps in every env with the current policy μ; returns the batch and the arrays for
-        ``ReplayMemory.add``."""
+        """k steps in every env with the current policy μ, which acts on the observations as the
+        VecEnv normalises them at that step. Returns the batch, normalised with the statistics
+        current *after* the k steps (``Trajectory.from_numpy(..., normalizer=env)``, the path
+        replayed batches take too), and the raw arrays for ``ReplayMemory.add``: raw observations
+        s_0 … s_k, raw rewards, and the raw final observation of every time-limit truncation."""
         env, T, N = self.env, self.cfg.n_steps, self.cfg.n_envs
-        first = env.obs
-        obs = np.empty((T + 1, *first.shape), first.dtype)
+        first = env.raw_obs
+        dtype = np.uint8 if first.dtype == np.uint8 else np.float32
+        obs = np.empty((T + 1, *first.shape), dtype)
         actions = np.empty(
             (T, N) if self.discrete else (T, N, *env.single_action_space.shape),
             np.int64 if self.discrete else np.float32,
@@ -342,22 +284,28 @@ class ACER(Algorithm):
         stats = {k: np.empty((T, N, *shape), np.float32) for k, shape in self.stat_shapes.items()}
         finals: list[tuple[int, int, np.ndarray]] = []
         for t in range(T):
-            obs[t] = env.obs
-            dist = self.net.dist(torch.from_numpy(obs[t]))
+            obs[t] = env.raw_obs
+            dist = self.net.dist(torch.from_numpy(env.obs))
             a = dist.sample().numpy()
             actions[t] = a
             for k, v in self._stats(dist).items():
                 stats[k][t] = v
-            _, r, te, tr = env.step(a if self.discrete else np.clip(a, self.low, self.high))
-            rewards[t], term[t], end[t] = r, te, te | tr
+            _, _, te, tr = env.step(a if self.discrete else np.clip(a, self.low, self.high))
+            rewards[t], term[t], end[t] = env.raw_rewards, te, te | tr
             for i in np.flatnonzero(tr & ~te):
-                finals.append((t, int(i), env.final_obs[i].copy()))
-        obs[T] = env.obs
+                finals.append((t, int(i), env.raw_final_obs[i].astype(dtype)))
+        obs[T] = env.raw_obs
         fin = (np.array([f[0] for f in finals], np.int64), np.array([f[1] for f in finals], np.int64),
-               np.stack([f[2] for f in finals]) if finals else np.zeros((0, *first.shape[1:]), first.dtype))
+               np.stack([f[2] for f in finals]) if finals else np.zeros((0, *first.shape[1:]), dtype))
         arrays = dict(obs=obs, actions=actions, rewards=rewards, terminated=term, episode_end=end,
                       stats=stats, finals=fin)
-        return Trajectory.from_numpy(**arrays), arrays
+        return Trajectory.from_numpy(**arrays, normalizer=env), arrays
+
+    def replay_batch(self) -> Trajectory:
+        """One replayed batch: env b's segment from a slot drawn uniformly, b = 0 … N − 1 (Baselines'
+        buffer.get), normalised with the VecEnv's current statistics."""
+        assert self.memory is not None
+        return self.memory.sample(self.rng, normalizer=self.env)
 
     def _stats(self, dist) -> dict[str, np.ndarray]:
         """Behaviour statistics μ(·|s): log-probabilities, or (mean, log σ)."""
@@ -393,7 +341,7 @@ class ACER(Algorithm):
                         int(self.rng.poisson(cfg.replay_ratio)) if cfg.replay_poisson else cfg.replay_ratio
                     )
                     for _ in range(n_replay):
-                        diags.append(self.update(self.memory.sample(cfg.n_envs, self.rng)))
+                        diags.append(self.update(self.replay_batch()))
             keys = list(diags[0])
             means = torch.stack([torch.stack([d[k] for k in keys]) for d in diags])
             diag = dict(zip(keys, means.mean(0).tolist()))

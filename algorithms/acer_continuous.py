@@ -5,7 +5,7 @@ state-independent log σ (both carry the trust region). Critic: a Stochastic Due
 
     Q̃(s, a) = V(s) + A(s, a) − (1/n) Σ_{i=1}^{n} A(s, u_i),   u_i ~ π(·|s)   (n = ``sdn_samples``)
 
-so V and Q̃ come from one network and Σ_a π Q̃ ≈ V. Targets (``algorithms.acer.retrace``):
+so V and Q̃ come from one network and Σ_a π Q̃ ≈ V. Targets (``algorithms.core.acer_ops.retrace``):
 
     Q^ret_t = r_t + γ V(s_{t+1}) + γ c_{t+1} (Q^ret_{t+1} − Q̃(s_{t+1}, a_{t+1})),   c_i = λ min(1, ρ_i^{1/d})
     Q^opc_t = the same recursion with c ≡ 1
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from algorithms.acer import ACERConfig, next_values, retrace, tr_diagnostics
+from algorithms.core.acer_ops import TermsConfig, next_values, retrace, tr_diagnostics
 from algorithms.core.distributions import DiagGaussian
 from algorithms.core.nets import is_image_space, make_trunk, ortho_init
 from algorithms.core.replay import Trajectory
@@ -75,14 +75,15 @@ class SDNet(nn.Module):
         return self.adv(x).squeeze(-1)
 
 
-def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: ACERConfig) -> dict:
+def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: TermsConfig) -> dict:
     """Every quantity of one continuous ACER update on a (T, B) batch; ``loss`` is what to minimise."""
     T, B = batch.rewards.shape
     M = T * B
     obs = batch.obs.reshape((T + 1) * B, *batch.obs.shape[2:])
     h_all = net.critic_features(torch.cat([obs, batch.final_obs]) if len(batch.final_t) else obs)
     v_all = net.v(h_all).squeeze(-1)
-    nv = next_values(v_all[: (T + 1) * B].detach().view(T + 1, B), v_all[(T + 1) * B :].detach(), batch)
+    nv = next_values(v_all[: (T + 1) * B].detach().view(T + 1, B), v_all[(T + 1) * B :].detach(),
+                     batch.final_t, batch.final_b)
     V = v_all[:M].view(T, B)
     pi = net.dist(obs[:M])
     D = pi.mean.shape[-1]
@@ -125,7 +126,7 @@ def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: ACERConfig)
         f_avg = DiagGaussian(pa.mean.view(T, B, D), pa.log_std.reshape(T, B, D))
     kl = f_avg.kl(f)
     k = torch.autograd.grad(kl.sum(), phi)[0]  # ∇_φ KL(f_avg ‖ f)
-    z, tr = tr_diagnostics(g, k, cfg)
+    z, tr = tr_diagnostics(g, k, cfg.delta, cfg.trust_region)
     policy_loss = -(torch.cat([mean, log_std], -1) * z).sum(-1).mean()  # back-propagates z* through φ
     q_loss = 0.5 * (q_ret - q_a).pow(2).mean()
     v_target = rho.clamp(max=1.0) * (q_ret - q_a.detach()) + Vd

@@ -82,18 +82,40 @@ class PPO(Algorithm):
         self.opt.load_state_dict(s["opt"])
         self.step = s["step"]
 
+    def schedules(self, step: int) -> tuple[float, float]:
+        """Learning rate α and clip range ε of the update that follows the rollout ending at env step ``step``.
+
+        With a linear schedule x_k = x_0 · max(0, 1 − t_k / B), where t_k = k · N · T counts the env steps
+        collected *including* update k's rollout (k = 1, 2, …) and B is the run's budget: progress is read
+        after the rollout, as in SB3 2.x (stable_baselines3/common/on_policy_algorithm.py, ``learn()``):
+
+            continue_training = self.collect_rollouts(self.env, callback, self.rollout_buffer, ...)
+            ...
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            ...
+            self.train()
+
+        and ppo.py's ``train()`` then reads ``self.lr_schedule(self._current_progress_remaining)`` and
+        ``self.clip_range(self._current_progress_remaining)``, with progress = 1 − num_timesteps / total.
+        One deliberate difference: when B is not a multiple of N · T the last rollout overshoots B
+        and SB3's progress turns negative (a negative α: one step of gradient *ascent*; a negative ε);
+        ours stops at 0.
+        """
+        cfg = self.cfg
+        frac = max(0.0, 1.0 - step / self.run.total_steps)     # 1 → 0 over the run
+        lr = cfg.learning_rate * (frac if cfg.lr_schedule == "linear" else 1.0)
+        eps = cfg.clip_range * (frac if cfg.clip_range_schedule == "linear" else 1.0)
+        return lr, eps
+
     def learn(self) -> None:
         cfg, run, buf, pi = self.cfg, self.run, self.buffer, self.policy
         per_update = cfg.n_steps * cfg.n_envs
         while self.step < run.total_steps:
-            frac = 1.0 - self.step / run.total_steps     # 1 → 0 over the run
-            lr = cfg.learning_rate * (frac if cfg.lr_schedule == "linear" else 1.0)
-            eps = cfg.clip_range * (frac if cfg.clip_range_schedule == "linear" else 1.0)
-            for g in self.opt.param_groups:
-                g["lr"] = lr
-
             buf.collect(pi)
             self.step += per_update
+            lr, eps = self.schedules(self.step)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
             A, R = buf.advantages(cfg.gamma, cfg.gae_lambda)
             obs, act, logp_old, v_old, A, R = buf.flat(buf.obs, buf.actions, buf.logp, buf.values, A, R)
 

@@ -24,8 +24,17 @@ The two algorithms differ only in ``take_step``:
   If none qualifies, θ_old is restored exactly (bitwise) and the update is logged as not
   accepted.
 
+KL direction. The constraint, the Fisher and the line search all use D̄_KL(π_old ‖ π_θ), with
+π_old first, as in Schulman et al. (2015) and the source text. sb3-contrib's line search uses
+the reverse, ``kl_divergence(distribution, old_distribution)`` = KL(π_θ ‖ π_old). Both have the
+same value (0), gradient (0) and Hessian (F) at θ_old and differ only at third order in Δθ,
+so the accepted steps differ only for steps at the edge of the region. The logged ``kl`` is
+D̄_KL(π_old ‖ π_θ) at the accepted θ (0 when θ_old is restored). π_old owns its statistics
+(``algorithms.core.distributions``), so the in-place write of θ cannot move π_old's σ.
+
 The critic V_φ is trained separately, after the policy step: ``n_critic_updates`` epochs of
-minibatch MSE regression on the GAE returns R_t = A_t + V_old(s_t), with Adam.
+minibatch MSE regression on the GAE returns R_t = A_t + V_old(s_t), with Adam (ε = 1e-5,
+as SB3's ``ActorCriticPolicy`` optimiser).
 """
 from __future__ import annotations
 
@@ -40,10 +49,16 @@ from algorithms.core.buffer import RolloutBuffer, explained_variance
 from algorithms.core.fisher import cg, flat_grad, flat_params, kl_hessian_fvp, set_flat_params
 from algorithms.core.nets import ActorCritic
 
+CRITIC_ADAM_EPS = 1e-5   # SB3 ActorCriticPolicy: optimizer_kwargs["eps"] = 1e-5 for Adam
+
 
 @dataclasses.dataclass
 class NPGConfig(BaseConfig):
-    """Names and defaults of sb3-contrib's TRPO, less the line search."""
+    """Names and defaults of sb3-contrib's TRPO, less the line search.
+
+    The critic's Adam uses ε = ``CRITIC_ADAM_EPS`` = 1e-5, the ε that SB3's
+    ``ActorCriticPolicy`` (and so sb3-contrib's TRPO) gives Adam, not torch's 1e-8.
+    """
 
     n_steps: int = 2048
     batch_size: int = 128                 # critic minibatch size
@@ -104,7 +119,8 @@ class NPG(Algorithm):
                                 norm_reward=cfg.norm_reward)
         self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
                                   cfg.net_arch, cfg.activation, cfg.log_std_init)
-        self.critic_opt = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate, fused=True)
+        self.critic_opt = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate,
+                                           eps=CRITIC_ADAM_EPS, fused=True)
         self.buffer = RolloutBuffer(cfg.n_steps, self.env)
         self.step = 0
 

@@ -274,6 +274,12 @@ def run_step(rule: str, smk: Any) -> None:
         make_claims(i.metrics, i.updates, p.cfg, o.csv, o.parts, o.md, toys, i.get("sweeps"))
     elif rule == "analysis_html":
         make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"))
+    elif rule == "hyperparams_table":
+        from experiments.hparams_table import write_tables
+
+        tables = write_tables(p.matrix, o.md, o.html)
+        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        Path(smk.log[0]).write_text(f"{len(tables)} envs: {', '.join(t.env for t in tables)}\n")
     else:
         raise ValueError(f"unknown analysis rule {rule!r}")
 
@@ -336,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         {k: f"{T}/{k}.html" for k in HTML_TABLES},
         sweeps_csv,
     )
+    from experiments.hparams_table import write_tables
+
+    write_tables(config, f"{T}/hyperparams.md", f"{T}/hyperparams.html")
     print(table[["claim", "verdict", "effect", "ci_low", "ci_high", "reason"]].to_string(index=False))
     return 0
 

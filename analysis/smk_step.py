@@ -5,6 +5,7 @@ params, rule) — unlike a ``run:`` block, it does not parse the Snakefile again
 costs only its own imports.
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -12,4 +13,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parent))  # noqa: F82
 
 from analysis.pipeline import run_step  # noqa: E402
 
-run_step(snakemake.rule, snakemake)  # noqa: F821
+# stdout/stderr of the step (warnings included) go to the rule's log: file
+with open(snakemake.log[0], "w") as _log, contextlib.redirect_stdout(_log), contextlib.redirect_stderr(_log):  # noqa: F821
+    run_step(snakemake.rule, snakemake)  # noqa: F821

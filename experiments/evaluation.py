@@ -4,6 +4,12 @@ Every evaluation plays ``n`` episodes on dedicated eval envs (raw rewards, no ep
 life, no reward clipping), episode j starting from ``reset(seed=eval_seed + j)``: the same
 start states at every evaluation and for every algorithm, so differences between two
 evaluations come from the policy only. Actions are the policy's deterministic ones.
+
+Atari (``envs.yaml``'s atari family, built by ``experiments.envs.make_env(train=False)``): an
+episode is the whole game, capped at ``eval_max_frames`` = 18 000 emulator frames (5 min of
+play, Mnih et al. 2015); in games that wait for FIRE the env presses it at reset and after each
+life loss, so a deterministic policy that never picks FIRE cannot stall until the cap. Classic
+and MuJoCo eval envs are the bare ``gym.make`` env under the episode monitor.
 """
 from __future__ import annotations
 

@@ -1,7 +1,16 @@
-"""Atomic file writes: write to a temp file in the same directory, fsync, rename."""
+"""Atomic file writes (temp file in the same directory, fsync, rename) and checksummed files.
+
+A checksummed file is ``payload + trailer``; the fixed-length trailer is
+``b"\\nngrl-sha256 " + hex(sha256(payload)) + b" " + f"{len(payload):016d}" + b"\\n"``. A reader
+trusts the payload only when the trailer is present, its length field equals the payload's
+length and its digest equals the payload's sha256: a truncated, extended or bit-flipped file
+fails one of the three. Zip readers find their central directory from the end and tolerate
+trailing bytes, so a checksummed ``torch.save`` file still opens with ``torch.load``.
+"""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -10,21 +19,101 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+Buffer = bytes | bytearray | memoryview
+TRAILER_MAGIC = b"\nngrl-sha256 "
+TRAILER_LEN = len(TRAILER_MAGIC) + 64 + 1 + 16 + 1
+_CHUNK = 1 << 20
 
-def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path | str, data: Buffer | Sequence[Buffer], previous: Path | str | None = None) -> None:
+    """Write ``data`` (one buffer or several, concatenated) to ``path`` atomically.
+
+    With ``previous``, an existing ``path`` is renamed to ``previous`` just before the new file
+    takes its place, so at every instant each of the two names holds a complete file or none."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for c in chunks:
+                f.write(c)
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temps(directory: Path | str, names: Sequence[str]) -> list[Path]:
+    """Delete the temp files a killed writer left behind for ``names`` in ``directory``."""
+    gone = []
+    for name in names:
+        for p in Path(directory).glob(f".{name}.*.tmp"):
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def checksum_trailer(payload: Buffer) -> bytes:
+    """The trailer of ``payload``: magic, sha256 hex digest, payload length (16 digits)."""
+    n = memoryview(payload).nbytes
+    return TRAILER_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b" " + f"{n:016d}".encode() + b"\n"
+
+
+def write_checked_atomic(path: Path | str, payload: Buffer, previous: Path | str | None = None) -> None:
+    """``payload`` + its checksum trailer, written atomically (see ``write_bytes_atomic``)."""
+    write_bytes_atomic(path, [payload, checksum_trailer(payload)], previous=previous)
+
+
+def verify_checked(path: Path | str) -> str | None:
+    """``None`` if ``path`` holds an intact checksummed file, else why not (one short phrase).
+    Reads the file in 1 MiB chunks: a multi-GB replay memory is hashed without being held."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size < TRAILER_LEN:
+            return f"{size} bytes, shorter than its checksum trailer"
+        with open(path, "rb") as f:
+            f.seek(size - TRAILER_LEN)
+            trailer = f.read(TRAILER_LEN)
+            if not trailer.startswith(TRAILER_MAGIC) or not trailer.endswith(b"\n"):
+                return "no checksum trailer: truncated or not written by this version"
+            digest, _, length = trailer[len(TRAILER_MAGIC):-1].partition(b" ")
+            if not length.isdigit() or int(length) != size - TRAILER_LEN:
+                return f"length {size - TRAILER_LEN} differs from the recorded {length.decode(errors='replace')}"
+            h, left = hashlib.sha256(), size - TRAILER_LEN
+            f.seek(0)
+            while left > 0:
+                block = f.read(min(_CHUNK, left))
+                if not block:
+                    return "file shrank while being read"
+                h.update(block)
+                left -= len(block)
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if h.hexdigest().encode() != digest:
+        return "sha256 mismatch"
+    return None
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:

@@ -1,11 +1,16 @@
 """Command line for one run.
 
     python -m experiments.run --algo ppo --env CartPole-v1 --seed 0 --steps 100000 --out runs/x \
-        [--set key=value ...] [--device auto|cpu|cuda]
+        [--set key=value ...] [--device auto|cpu|cuda] [--checkpoint-secs S]
+
+An env id gymnasium registers but envs.yaml lacks runs with its family's defaults (said once
+on stderr; summary.json records ``catalogued: false``). A run killed at any point resumes from
+its checkpoint when the same command is started again.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from algorithms.base import ConfigError
@@ -33,13 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--eval-episodes", type=int, default=None, help="override the env's episodes per evaluation")
-    p.add_argument("--checkpoint-secs", type=float, default=60.0,
-                   help="save a resumable checkpoint at most this often (0: after every update)")
+    p.add_argument("--checkpoint-secs", type=float, default=float(os.environ.get("NGRL_CHECKPOINT_SECS", 60)),
+                   help="save a resumable checkpoint at most this often (0: after every update; default: "
+                   "$NGRL_CHECKPOINT_SECS, else 60), keeping the one before as checkpoint.prev.pt")
     a = p.parse_args(argv)
+    from experiments.envs import load_catalog, uncatalogued_note
     from experiments.runner import execute
     try:
+        catalog = load_catalog()
+        if a.env not in catalog.envs:
+            print(uncatalogued_note(catalog.get(a.env, infer=True)), file=sys.stderr)
         s = execute(a.algo, a.env, a.seed, a.steps, a.out, parse_sets(a.sets), a.device, progress_bar=not a.no_progress,
-                    checkpoint_secs=a.checkpoint_secs, eval_episodes=a.eval_episodes)
+                    checkpoint_secs=a.checkpoint_secs, eval_episodes=a.eval_episodes, catalog=catalog)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,9 @@ All three are written atomically; summary.json last, so its presence means the r
 Checkpoints (``checkpoint.pt`` beside them, not a declared output of the DAG) hold the
 algorithm's state, every env's exact state, the RNG states and the rows so far. Starting
 the same command again after a kill resumes from the last one; on CPU the final CSVs equal
-an uninterrupted run's.
+an uninterrupted run's. Each carries a sha256 trailer and the one before it is kept as
+``checkpoint.prev.pt``: a damaged newest one falls back to it, two damaged ones restart from
+step 0 — said in one line on stderr.
 """
 from __future__ import annotations
 
@@ -36,12 +38,15 @@ import yaml
 from algorithms import registry
 from algorithms.base import Algorithm, BaseConfig, ConfigError, build_config, config_dict
 from algorithms.core.envs import VecEnv
-from experiments.envs import ROOT, EnvCatalog, EnvSpec, check_dependencies, env_fns, load_catalog
+from experiments.envs import ROOT, EnvCatalog, EnvSpec, check_dependencies, env_fns, eval_protocol, load_catalog
+from experiments.envs import _UniqueKeyLoader as UniqueKeyLoader  # duplicate keys are an error
 from experiments.evaluation import Evaluator
-from experiments.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from experiments.io import remove_stale_temps, verify_checked, write_checked_atomic, write_csv_atomic, write_json_atomic
 
 HYPERPARAMS_YAML = Path(__file__).resolve().parent / "config" / "hyperparams.yaml"
 EVAL_SEED_OFFSET = 1_000_003
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+CHECKPOINT_FILES = ("checkpoint.pt", PREVIOUS_CHECKPOINT)
 PACKAGES = ("torch", "numpy", "gymnasium", "ale-py", "mujoco", "stable-baselines3", "sb3-contrib")
 
 
@@ -76,27 +81,80 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_hyperparams(algo: str, spec: EnvSpec, overrides: Mapping[str, Any],
-                        hyperparams_file: Path = HYPERPARAMS_YAML) -> tuple[type[Algorithm], BaseConfig]:
+@dataclass(frozen=True)
+class Resolved:
+    """A resolved configuration and, for every hyper-parameter, where its value came from:
+    ``default`` (the dataclass), ``envs.yaml family:NAME``, ``hyperparams.yaml BLOCK/family:NAME``,
+    ``hyperparams.yaml BLOCK/ENV_ID`` (BLOCK: the block read, after ``same_as``), ``variant NAME``
+    or ``--set`` (``experiments.hparams_table.source_kind`` classifies them)."""
+
+    cls: type[Algorithm]
+    config: BaseConfig
+    provenance: dict[str, str]
+
+
+def hyperparams_block(table: Mapping[str, Any], algo: str, cls: type[Algorithm]) -> tuple[str, dict[str, Any]]:
+    """hyperparams.yaml's entries for ``algo``: its own block, else its base algorithm's (a
+    variant). ``ALGO: {same_as: OTHER}`` reads OTHER's block instead (chains allowed, cycles an
+    error); such a block may hold nothing else, so the two cannot drift apart. Keys that OTHER's
+    config has and ``algo``'s lacks are dropped (npg reads sb3-trpo's entries less the line
+    search); any other unknown key stays, for ``build_config`` to reject. Returns (block name, block)."""
+    name = algo if algo in table else registry.base_name(algo)
+    block, seen = table.get(name) or {}, [name]
+    while isinstance(block, Mapping) and "same_as" in block:
+        if set(block) != {"same_as"}:
+            raise ConfigError(f"hyperparams.yaml: block {name!r} has same_as and other entries "
+                              f"({sorted(set(block) - {'same_as'})}); put them in {block['same_as']!r}")
+        name = str(block["same_as"])
+        if name in seen or name not in table:
+            raise ConfigError(f"hyperparams.yaml: same_as chain {' → '.join([*seen, name])} is a cycle "
+                              "or names a missing block")
+        seen.append(name)
+        block = table.get(name) or {}
+    if name == seen[0]:
+        return name, dict(block)
+    own = set(cls.Config.__dataclass_fields__)
+    theirs = set(registry.get(name)[0].Config.__dataclass_fields__)
+    return name, {entry: {k: v for k, v in (vals or {}).items() if k in own or k not in theirs}
+                  for entry, vals in block.items()}
+
+
+def resolve_with_provenance(algo: str, spec: EnvSpec, overrides: Mapping[str, Any],
+                            hyperparams_file: Path = HYPERPARAMS_YAML) -> Resolved:
     """Config = dataclass defaults < env family (envs.yaml) < hyperparams.yaml (``family:NAME``
-    then env id; a variant reads its base algorithm's entries) < the variant's preset <
-    ``overrides`` (--set), which may not contradict the preset."""
+    then env id; a variant reads its base algorithm's entries; ``same_as`` as in
+    ``hyperparams_block``) < the variant's preset < ``overrides`` (--set), which may not
+    contradict the preset. Records the source of every key."""
     cls, preset = registry.get(algo)
-    table = yaml.safe_load(hyperparams_file.read_text()) or {} if hyperparams_file.exists() else {}
-    merged: dict[str, Any] = dict(preset)
-    fields = {f for f in cls.Config.__dataclass_fields__}
-    merged.update({k: v for k, v in spec.hyperparams.items() if k in fields})
-    per_algo = table.get(algo, table.get(registry.base_name(algo), {})) or {}
-    merged.update(per_algo.get(f"family:{spec.family}", {}) or {})
-    merged.update(per_algo.get(spec.id, {}) or {})
+    table = (yaml.load(hyperparams_file.read_text(), Loader=UniqueKeyLoader) or {}) if hyperparams_file.exists() else {}
+    merged: dict[str, Any] = {}
+    source: dict[str, str] = {}
+
+    def apply(values: Mapping[str, Any], label: str) -> None:
+        merged.update(values)
+        source.update(dict.fromkeys(values, label))
+
+    fields = set(cls.Config.__dataclass_fields__)
+    apply({k: v for k, v in spec.hyperparams.items() if k in fields}, f"envs.yaml family:{spec.family}")
+    block_name, block = hyperparams_block(table, algo, cls)
+    for entry in (f"family:{spec.family}", spec.id):
+        apply(block.get(entry) or {}, f"hyperparams.yaml {block_name}/{entry}")
     clash = sorted(k for k, v in overrides.items() if k in preset and str(v).lower() != str(preset[k]).lower())
     if clash:
         raise ConfigError(f"variant {algo!r} fixes {', '.join(f'{k}={preset[k]!r}' for k in clash)}; "
                           "overriding it would change what the variant is. Use the base algorithm instead.")
-    merged.update(preset)   # a variant's defining settings win over the per-env tables
-    merged.update(overrides)
+    apply(preset, f"variant {algo}")   # a variant's defining settings win over the per-env tables
+    apply(overrides, "--set")
     cfg = build_config(cls.Config, merged, where=f" for {algo} on {spec.id}")
-    return cls, cfg
+    provenance = {f.name: source.get(f.name, "default") for f in dataclasses.fields(cfg)}
+    return Resolved(cls, cfg, provenance)
+
+
+def resolve_hyperparams(algo: str, spec: EnvSpec, overrides: Mapping[str, Any],
+                        hyperparams_file: Path = HYPERPARAMS_YAML) -> tuple[type[Algorithm], BaseConfig]:
+    """The class and config of ``resolve_with_provenance`` (same precedence), without the sources."""
+    r = resolve_with_provenance(algo, spec, overrides, hyperparams_file)
+    return r.cls, r.config
 
 
 @dataclass
@@ -191,7 +249,13 @@ class RunContext:
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
 
+    @property
+    def previous_checkpoint_path(self) -> Path:
+        return self.out / PREVIOUS_CHECKPOINT
+
     def save_checkpoint(self) -> None:
+        """``torch.save`` of the whole state + a sha256 trailer (``experiments.io``), written
+        atomically; the checkpoint it replaces becomes ``checkpoint.prev.pt`` (one generation back)."""
         assert self.algo is not None
         state = {
             "identity": self.identity,
@@ -203,31 +267,55 @@ class RunContext:
         }
         buf = io.BytesIO()
         torch.save(state, buf)
-        write_bytes_atomic(self.checkpoint_path, buf.getvalue())
+        write_checked_atomic(self.checkpoint_path, buf.getbuffer(), previous=self.previous_checkpoint_path)
         self.flush()
         self.last_checkpoint = time.perf_counter()
 
-    def try_resume(self) -> bool:
-        """Load ``checkpoint.pt`` if it belongs to this run. Returns whether it did."""
-        if not self.checkpoint_path.exists():
-            return False
+    def _load_verified(self, path: Path) -> tuple[dict[str, Any] | None, str | None]:
+        """(state, None) if ``path``'s checksum holds and it unpickles, else (None, why not)."""
+        reason = verify_checked(path)
+        if reason is not None:
+            return None, reason
+        try:
+            return torch.load(path, weights_only=False), None
+        except Exception as e:   # checksum intact but unloadable (e.g. written by other code)
+            return None, f"unloadable: {type(e).__name__}"
+
+    def try_resume(self) -> str | None:
+        """Resume from the newest intact checkpoint of this run: ``checkpoint.pt``, else
+        ``checkpoint.prev.pt``. A damaged one (checksum fails, or it does not load) is deleted;
+        if none is intact the run starts from step 0 (nothing has been loaded, so that start is
+        the fresh run's). Returns one line saying what happened, ``None`` if there was nothing
+        to resume from. A checkpoint of a different configuration is an error."""
         assert self.algo is not None
-        state = torch.load(self.checkpoint_path, weights_only=False)
-        if state["identity"] != self.identity:
-            raise ConfigError(f"{self.checkpoint_path} belongs to a different configuration; refusing to resume "
-                              "from it. Delete it or use another --out.")
-        self.algo.load_state_dict(state["algo"])
-        for env, s in zip(self.envs, state["envs"], strict=True):
-            env.load_state_dict(s)
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.rows, self.eval_rows = state["rows"], state["eval_rows"]
-        self.columns, self.next_eval = state["columns"], state["next_eval"]
-        self.t0 = time.perf_counter() - state["wall_s"]
-        if self._bar is not None and self.rows:
-            self._bar.update(self.rows[-1]["step"])
-        return True
+        damaged: list[str] = []
+        for path in (self.checkpoint_path, self.previous_checkpoint_path):
+            if not path.exists():
+                continue
+            state, reason = self._load_verified(path)
+            if state is None:
+                damaged.append(f"{path.name} is damaged ({reason}), deleted")
+                path.unlink(missing_ok=True)
+                continue
+            if state["identity"] != self.identity:
+                raise ConfigError(f"{path} belongs to a different configuration; refusing to resume "
+                                  "from it. Delete it or use another --out.")
+            self.algo.load_state_dict(state["algo"])
+            for env, s in zip(self.envs, state["envs"], strict=True):
+                env.load_state_dict(s)
+            random.setstate(state["rng"]["python"])
+            np.random.set_state(state["rng"]["numpy"])
+            torch.set_rng_state(state["rng"]["torch"])
+            self.rows, self.eval_rows = state["rows"], state["eval_rows"]
+            self.columns, self.next_eval = state["columns"], state["next_eval"]
+            self.t0 = time.perf_counter() - state["wall_s"]
+            if self._bar is not None and self.rows:
+                self._bar.update(self.rows[-1]["step"])
+            step = self.rows[-1]["step"] if self.rows else 0
+            return "; ".join([*damaged, f"resumed from {path.name} at step {step}"])
+        if damaged:
+            return "; ".join([*damaged, "no intact checkpoint: restarting from step 0"])
+        return None
 
     def flush(self) -> None:
         write_csv_atomic(self.out / "progress.csv", self.rows, self.columns)
@@ -250,13 +338,14 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     if steps <= 0:
         raise ConfigError(f"--steps must be positive, got {steps}")
     catalog = catalog or load_catalog()
-    spec = catalog.get(env_id)
+    spec = catalog.get(env_id, infer=True)   # an id envs.yaml lacks: its family's defaults
     if eval_episodes is not None:
         if eval_episodes <= 0:
             raise ConfigError(f"--eval-episodes must be positive, got {eval_episodes}")
         spec = dataclasses.replace(spec, eval_episodes=eval_episodes)
     check_dependencies(spec)
-    cls, cfg = resolve_hyperparams(algo, spec, overrides or {})
+    resolved = resolve_with_provenance(algo, spec, overrides or {})
+    cls, cfg = resolved.cls, resolved.config
     probe = env_fns(spec, 1)[0]()
     cls.check_action_space(probe.action_space)
     probe.close()
@@ -264,7 +353,7 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     identity = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "hyperparams": config_dict(cfg),
-                "eval": {"freq": spec.eval_freq, "episodes": spec.eval_episodes}}
+                "eval": {"freq": spec.eval_freq, "episodes": spec.eval_episodes, **eval_protocol(spec)}}
     summary_path = out / "summary.json"
     if summary_path.exists():
         import json
@@ -283,8 +372,9 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     status, error, crash, trace = "ok", None, None, None
     try:
         run.algo = cls(cfg, run)
-        if run.try_resume():
-            print(f"{out}: resumed from checkpoint at step {run.rows[-1]['step'] if run.rows else 0}", file=sys.stderr)
+        resumed = run.try_resume()
+        if resumed:
+            print(f"{out}: {resumed}", file=sys.stderr)
         run.algo.learn()
         if not run.eval_rows or run.eval_rows[-1]["step"] < run.rows[-1]["step"]:
             run.evaluate(run.rows[-1]["step"] if run.rows else steps)
@@ -307,6 +397,8 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         "wall_s": round(wall, 3),
         "steps_per_second": round(total / wall, 1) if wall > 0 else None,
         "family": spec.family,
+        "catalogued": spec.catalogued,
+        "hyperparams_provenance": resolved.provenance,   # not in `identity`: resume checks ignore it
         "device": str(dev),
         "versions": package_versions(),
         "git_commit": git_commit(),
@@ -317,4 +409,6 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     if crash is not None:
         raise crash
     run.checkpoint_path.unlink(missing_ok=True)
+    run.previous_checkpoint_path.unlink(missing_ok=True)
+    remove_stale_temps(out, (*CHECKPOINT_FILES, "progress.csv", "eval.csv", "summary.json"))   # a kill's leftovers
     return summary

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from algorithms import registry
-from algorithms.acer import ACER, ACERConfig, DiscreteACERNet, average_, discrete_terms, retrace, trust_region
+from algorithms.acer import ACER, ACERConfig, DiscreteACERNet, discrete_terms
 from algorithms.acer_continuous import SDNet, continuous_terms
+from algorithms.core.acer_ops import average_, retrace, trust_region
 from algorithms.core.envs import VecEnv
 from algorithms.core.replay import Trajectory
 from experiments.envs import env_fns, load_catalog
@@ -294,7 +295,7 @@ def test_no_replay_variant_learns_on_policy_only():
     algo.learn()
     assert algo.memory is None and all(r["replay_updates"] == 0 for r in run.rows)
     run = FakeRun("CartPole-v1", 400)
-    algo = ACER(ACERConfig(replay_start=160), run)
+    algo = ACER(ACERConfig(replay_start=160, replay_poisson=False), run)
     algo.learn()
     assert [r["replay_updates"] for r in run.rows] == [0, 4, 4, 4, 4]
     assert run.rows[-1]["memory_steps"] == 400
@@ -302,7 +303,7 @@ def test_no_replay_variant_learns_on_policy_only():
 
 def test_tf_like_rmsprop_option():
     run = FakeRun("CartPole-v1", 160)
-    algo = ACER(ACERConfig(rmsprop_tf_like=True, replay_start=80), run)
+    algo = ACER(ACERConfig(rmsprop_tf_like=True, replay_start=80, replay_poisson=False), run)
     algo.learn()
     assert type(algo.opt).__name__ == "RMSpropTFLike" and run.rows[-1]["replay_updates"] == 4
 
@@ -355,7 +356,8 @@ def test_state_dict_round_trip():
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_short_run_writes_contract_files(tmp_path, env_id):
-    summary = execute("acer", env_id, 0, 2400, tmp_path, overrides={"replay_start": 400}, progress_bar=False)
+    summary = execute("acer", env_id, 0, 2400, tmp_path, overrides={"replay_start": 400, "replay_poisson": False},
+                      progress_bar=False)
     assert summary["status"] == "ok" and summary["steps_done"] == 2400
     assert json.loads((tmp_path / "summary.json").read_text())["final_eval_return"] is not None
     progress = pd.read_csv(tmp_path / "progress.csv")

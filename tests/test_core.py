@@ -78,6 +78,27 @@ def test_diag_gaussian_matches_torch(seed):
     torch.testing.assert_close(ours.kl(DiagGaussian(mu2, log_std2)), torch.distributions.kl_divergence(ref, ref2))
 
 
+def test_frozen_gaussian_owns_its_statistics():
+    """A distribution built under no_grad from parameters (π_old, π_avg) must not change when
+    the parameters are written in place afterwards (``set_flat_params``); a live one must
+    still pass gradients to μ and log σ (oracle: torch.distributions' log-density)."""
+    mean, log_std = torch.nn.Parameter(torch.zeros(4, 2)), torch.nn.Parameter(torch.tensor([0.1, -0.3]))
+    with torch.no_grad():
+        frozen = DiagGaussian(mean, log_std)
+        sliced = DiagGaussian(mean, log_std)[1:3]
+        mean.add_(1.0)
+        log_std.add_(0.5)
+    assert torch.equal(frozen.mean, torch.zeros(4, 2)) and torch.equal(sliced.mean, torch.zeros(2, 2))
+    assert torch.equal(frozen.log_std, torch.tensor([0.1, -0.3]).expand(4, 2))
+    assert torch.equal(sliced.log_std, torch.tensor([0.1, -0.3]).expand(2, 2))
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    DiagGaussian(mean, log_std).log_prob(x).sum().backward()
+    ours = (mean.grad.clone(), log_std.grad.clone())
+    mean.grad, log_std.grad = None, None
+    torch.distributions.Normal(mean, log_std.exp()).log_prob(x).sum().backward()
+    torch.testing.assert_close(ours, (mean.grad, log_std.grad))
+
+
 def test_gaussian_sample_statistics():
     d = DiagGaussian(torch.full((20000, 1), 2.0), torch.tensor([math.log(0.5)]))
     x = d.sample(torch.Generator().manual_seed(0))
@@ -105,3 +126,69 @@ def test_clipped_surrogate_gradient_vanishes_when_clipped():
     ratio = torch.tensor([1.5, 0.5], requires_grad=True)
     clipped_surrogate(ratio, torch.tensor([1.0, -1.0]), 0.2).sum().backward()
     assert ratio.grad.tolist() == [0.0, 0.0]
+
+
+# --- VecEnv normalisation (imports local: this section is appended by the ACER work) ------------
+
+
+def _sb3_and_ours(n_envs: int = 3, seed: int = 5):
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from algorithms.core.envs import VecEnv
+
+    fns = [lambda: gym.make("CartPole-v1")] * n_envs
+    ours = VecEnv(fns, seed=seed, norm_obs=True, norm_reward=True, gamma=0.97)
+    venv = DummyVecEnv(fns)
+    venv.seed(seed)  # env i: reset(seed=seed + i), as ours
+    ref = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.97)
+    return ours, ref, ref.reset()
+
+
+def test_vecenv_normalisation_matches_sb3_vecnormalize():
+    """Oracle: SB3's VecNormalize over the same raw env sequence. Its obs_rms is updated with the
+    observations it returns (post-reset after an episode end), and both those and the terminal
+    observations are normalised with the updated statistics; ret_rms and rewards likewise."""
+    ours, ref, ref_obs = _sb3_and_ours()
+    np.testing.assert_allclose(ours.obs, ref_obs, rtol=1e-6, atol=1e-6)
+    rng = np.random.default_rng(0)
+    n_done = 0
+    for _ in range(300):
+        a = rng.integers(0, 2, ours.n)
+        obs, r, te, tr = ours.step(a)
+        ref_obs, ref_r, ref_done, infos = ref.step(a)
+        assert np.array_equal(te | tr, ref_done)
+        np.testing.assert_allclose(obs, ref_obs, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(r, ref_r, rtol=1e-6, atol=1e-6)
+        for i in np.flatnonzero(ref_done):
+            np.testing.assert_allclose(ours.final_obs[i], infos[i]["terminal_observation"], rtol=1e-6, atol=1e-6)
+            n_done += 1
+    assert n_done > 20
+    np.testing.assert_allclose(ours.obs_rms.mean, ref.obs_rms.mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.obs_rms.var, ref.obs_rms.var, rtol=1e-9, atol=1e-12)
+    assert ours.obs_rms.count == ref.obs_rms.count
+    np.testing.assert_allclose(ours.ret_rms.var, ref.ret_rms.var, rtol=1e-9)
+
+
+def test_vecenv_exposes_the_raw_data_of_a_step():
+    """raw_obs / raw_final_obs / raw_rewards of a normalising VecEnv equal what an un-normalised
+    VecEnv over the same envs returns; normalize_reward applies the current ret_rms without updating it."""
+    import gymnasium as gym
+
+    from algorithms.core.envs import VecEnv
+
+    fns = [lambda: gym.make("Pendulum-v1", max_episode_steps=7)] * 2
+    normed = VecEnv(fns, seed=1, norm_obs=True, norm_reward=True)
+    raw = VecEnv(fns, seed=1)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a = rng.uniform(-2, 2, (2, 1)).astype(np.float32)
+        normed.step(a)
+        o, r, _, _ = raw.step(a)
+        np.testing.assert_array_equal(normed.raw_obs, o)
+        np.testing.assert_array_equal(normed.raw_final_obs, raw.final_obs)
+        np.testing.assert_array_equal(normed.raw_rewards.astype(np.float32), r)
+    before = normed.ret_rms.state_dict()
+    z = normed.normalize_reward(np.array([-3.0, 1.0]))
+    np.testing.assert_allclose(z, np.array([-3.0, 1.0]) / np.sqrt(before["var"] + 1e-8), rtol=1e-6)
+    assert normed.ret_rms.count == before["count"]

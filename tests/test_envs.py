@@ -1,4 +1,5 @@
 """envs.yaml: the suites, the env constructors (train/eval wrappers), validation errors."""
+import dataclasses
 from pathlib import Path
 
 import gymnasium as gym
@@ -8,7 +9,7 @@ import yaml
 
 from algorithms import registry
 from algorithms.base import ConfigError
-from experiments.envs import ENVS_YAML, ale_kwargs, check_dependencies, load_catalog, make_env
+from experiments.envs import ENVS_YAML, FireReset, ale_kwargs, check_dependencies, load_catalog, make_env
 from experiments.matrix import expand, load_config
 
 CATALOG = load_catalog()
@@ -155,6 +156,115 @@ def test_eval_env_does_not_end_on_life_loss():
             break
     assert env.unwrapped.ale.lives() == 0 < lives0 and "episode" in info
     env.close()
+
+
+# --- FIRE on reset and the evaluation cap (Mnih et al. 2015: 5 min = 18 000 frames) ---------
+
+def _play_noop(env: gym.Env, max_steps: int, seed: int | None = 0) -> tuple[int, bool, bool, dict]:
+    """Plays NOOP (action 0) from reset(seed) until the episode ends or ``max_steps`` agent steps."""
+    env.reset(seed=seed)
+    term = trunc = False
+    info: dict = {}
+    for n in range(1, max_steps + 1):
+        _, _, term, trunc, info = env.step(0)
+        if term or trunc:
+            return n, term, trunc, info
+    return max_steps, term, trunc, info
+
+
+def test_breakout_eval_env_fires_so_a_noop_policy_loses_every_life():
+    """Breakout waits for FIRE to serve each ball. The eval env fires at reset and after each life
+    loss, so a policy that never acts loses all 5 lives (the game ends: terminated, not truncated)
+    in a few hundred agent steps, far below the 4 500-step cap; without FIRE the ball is never
+    served and the episode runs to the cap."""
+    spec = CATALOG.get("ALE/Breakout-v5")
+    env = make_env(spec, train=False)
+    n, term, trunc, info = _play_noop(env, 1000)
+    assert term and not trunc and env.unwrapped.ale.lives() == 0, (n, term, trunc)
+    assert info["episode"]["l"] < 18_000 / 10                     # emulator frames
+    env.close()
+
+
+def test_breakout_training_env_fires_after_every_life_loss():
+    """Training: FIRE above EpisodicLifeEnv (SB3's AtariWrapper order): each life loss ends the
+    training episode and the next reset serves the ball again, so NOOP loses a life per episode."""
+    env = make_env(CATALOG.get("ALE/Breakout-v5"), train=True)
+    lives = []
+    for k in range(5):
+        n, term, trunc, _ = _play_noop(env, 300, seed=0 if k == 0 else None)   # later: EpisodicLifeEnv's reset
+        assert term and not trunc, (k, n)
+        lives.append(env.unwrapped.ale.lives())
+    assert lives == [4, 3, 2, 1, 0]
+    env.close()
+
+
+def test_fire_reset_is_sb3s_fire_reset_env():
+    """Oracle: SB3's FireResetEnv on the same preprocessed env gives the same observations."""
+    from stable_baselines3.common.atari_wrappers import FireResetEnv
+    spec = CATALOG.get("ALE/Breakout-v5")
+
+    def base() -> gym.Env:
+        return gym.wrappers.AtariPreprocessing(gym.make(spec.id, **ale_kwargs(spec)), noop_max=30)
+    ours, sb3 = FireReset(base(), on_life_loss=False), FireResetEnv(base())
+    for seed in (0, 1, 2):
+        o1, _ = ours.reset(seed=seed)
+        o2, _ = sb3.reset(seed=seed)
+        np.testing.assert_array_equal(o1, o2)
+        for a in (3, 2, 0, 3):
+            np.testing.assert_array_equal(ours.step(a)[0], sb3.step(a)[0])
+    ours.close()
+    sb3.close()
+
+
+@pytest.mark.parametrize("env_id", CATALOG.suite("atari"))
+def test_every_game_of_the_suite_needs_fire_and_gets_it(env_id):
+    """The four games' action 1 is FIRE (≥ 3 actions), so with fire_on_reset both envs fire."""
+    for train in (True, False):
+        env = make_env(CATALOG.get(env_id), train)
+        meanings = env.unwrapped.get_action_meanings()
+        assert meanings[1] == "FIRE" and len(meanings) >= 3
+        layer, found = env, None
+        while isinstance(layer, gym.Wrapper):
+            if isinstance(layer, FireReset):
+                found = layer
+            layer = layer.env
+        assert found is not None and found.on_life_loss is (not train)
+        env.close()
+
+
+def test_eval_cap_ends_an_episode_that_would_run_longer():
+    """Without FIRE, Breakout under NOOP never serves: the eval episode is truncated at
+    eval_max_frames = 18 000 emulator frames (≤ 4 500 agent steps of 4 frames; no-op starts
+    count), the training env's limit stays the ALE v5's 108 000."""
+    spec = CATALOG.get("ALE/Breakout-v5")
+    spec = dataclasses.replace(spec, atari={**spec.atari, "fire_on_reset": False})
+    env = make_env(spec, train=False)
+    n, term, trunc, info = _play_noop(env, 4600)
+    assert trunc and not term and env.unwrapped.ale.lives() == 5
+    assert info["episode"]["l"] == env.unwrapped.ale.getEpisodeFrameNumber() == 18_000
+    assert 18_000 // 4 - 30 <= n <= 18_000 // 4
+    env.close()
+    assert ale_kwargs(spec)["max_num_frames_per_episode"] == 108_000
+    assert ale_kwargs(spec, train=False)["max_num_frames_per_episode"] == 18_000
+
+
+def test_fire_and_cap_are_read_from_envs_yaml(tmp_path):
+    raw = yaml.safe_load(ENVS_YAML.read_text())["families"]["atari"]["atari"]
+    assert raw["fire_on_reset"] is True and raw["eval_max_frames"] == 18_000
+
+    def mutate(d):
+        d["families"]["atari"]["atari"].update(fire_on_reset=False, eval_max_frames=400)
+    spec = load_catalog(_mutated(tmp_path, mutate)).get("ALE/Breakout-v5")
+    env = make_env(spec, train=False)
+    n, term, trunc, info = _play_noop(env, 200)                  # no FIRE: nothing happens until 400 frames
+    assert trunc and not term and info["episode"]["l"] == 400 and n <= 100
+    env.close()
+
+
+def test_summary_records_the_atari_eval_protocol():
+    from experiments.envs import eval_protocol
+    assert eval_protocol(CATALOG.get("ALE/Pong-v5")) == {"max_frames": 18_000, "fire_on_reset": True}
+    assert eval_protocol(CATALOG.get("CartPole-v1")) == {}
 
 
 # --- errors ---------------------------------------------------------------------------------

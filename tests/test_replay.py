@@ -74,8 +74,62 @@ def test_fifo_overwrite_clears_finals():
         mem.get([0], [1]).obs[:, 0].numpy(), segs[2]["obs"][:, 1]
     )  # slot 0 = newest
     assert 0 not in mem.finals and 1 in mem.finals
-    batch = mem.sample(7, np.random.default_rng(0))
-    assert batch.obs.shape == (6, 7, 4) and batch.rewards.shape == (5, 7)
+    batch = mem.sample(np.random.default_rng(0))
+    assert batch.obs.shape == (6, 3, 4) and batch.rewards.shape == (5, 3)
+
+
+def test_sample_takes_env_b_from_a_uniform_slot_as_baselines():
+    """Baselines' Buffer.get: idx = randint(0, num_in_buffer, nenv), envx = arange(nenv). Every
+    trajectory b of a sample is env b's, from a slot drawn uniformly and independently per env."""
+    T, N, C = 5, 3, 4
+    mem = _vector_memory(T, N, slots=C)
+    rng = np.random.default_rng(3)
+    segs = [_segment(rng, T, N, (4,)) for _ in range(C)]
+    for s in segs:
+        mem.add(**s)
+    counts = np.zeros((C, N), int)
+    for _ in range(400):
+        b = mem.sample(rng)
+        for j in range(N):
+            match = [i for i, s in enumerate(segs) if np.array_equal(b.obs[:, j].numpy(), s["obs"][:, j])]
+            assert len(match) == 1  # env j's trajectory of some slot
+            counts[match[0], j] += 1
+    # 400 draws per env over 4 slots: 100 expected each, sd 8.7
+    assert counts.sum(0).tolist() == [400] * N and counts.min() > 60 and counts.max() < 140
+
+
+def test_sample_is_normalised_with_the_current_statistics():
+    """Add a slot of raw data, change the VecEnv's running statistics, sample: the batch is the
+    VecNormalize formula applied by hand to the raw arrays with the statistics of that moment."""
+    T, N = 5, 3
+    mem = ReplayMemory(T, N, gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,)), T * N,
+                       {"mean": (1,), "log_std": (1,)})
+    rng = np.random.default_rng(4)
+    seg = _segment(rng, T, N, (3,))
+    seg["obs"] *= 3.0
+    seg.update(actions=rng.normal(size=(T, N, 1)).astype(np.float32),
+               stats={"mean": np.zeros((T, N, 1), np.float32), "log_std": np.zeros((T, N, 1), np.float32)})
+    mem.add(**seg)
+    env = VecEnv([lambda: gym.make("Pendulum-v1")] * 2, seed=0, norm_obs=True, norm_reward=True)
+    order = np.argsort(seg["finals"][1], kind="stable")
+    got = []
+    for _ in range(2):
+        for _ in range(30):  # the running statistics move
+            env.step(rng.uniform(-2, 2, (2, 1)))
+        m, v, rv = env.obs_rms.mean.copy(), env.obs_rms.var.copy(), env.ret_rms.var.copy()
+        b = mem.sample(rng, normalizer=env)
+        z = lambda o, m=m, v=v: np.clip((o - m) / np.sqrt(v + 1e-8), -10, 10)  # noqa: E731
+        np.testing.assert_allclose(b.obs.numpy(), z(seg["obs"]), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(b.rewards.numpy(), np.clip(seg["rewards"] / np.sqrt(rv + 1e-8), -10, 10),
+                                   rtol=1e-6, atol=1e-6)
+        fb = b.final_b.numpy()
+        np.testing.assert_allclose(b.final_obs.numpy()[np.argsort(fb, kind="stable")], z(seg["finals"][2][order]),
+                                   rtol=1e-6, atol=1e-6)
+        got.append(b.obs.numpy())
+    assert not np.allclose(got[0], got[1])  # same raw slot, different statistics
+    raw = mem.sample(rng)  # without a normalizer: the raw data
+    np.testing.assert_array_equal(raw.obs.numpy(), seg["obs"])
+    np.testing.assert_array_equal(raw.rewards.numpy(), seg["rewards"])
 
 
 def test_state_dict_round_trip_weights_only():
@@ -161,6 +215,28 @@ def test_uint8_frames_reconstruct_stacks_exactly():
         np.testing.assert_array_equal(b.obs.numpy(), seg["obs"])
         assert b.obs.dtype == torch.uint8
         assert len(b.final_t) == len(seg["finals"][0])
+
+
+class _ShiftAll:
+    """A normaliser that would change anything it touched."""
+
+    def normalize_obs(self, obs):
+        return obs.astype(np.float32) + 1.0
+
+    def normalize_reward(self, reward):
+        return (reward * 0.5).astype(np.float32)
+
+
+def test_uint8_frames_are_never_normalised():
+    T, N = 6, 2
+    env = VecEnv([_stacked_env] * N, seed=2)
+    mem = ReplayMemory(T, N, env.single_observation_space, env.single_action_space, T * N, {"log_probs": (2,)})
+    seg = _collect(env, T)
+    mem.add(**seg)
+    b = mem.sample(np.random.default_rng(0), normalizer=_ShiftAll())
+    assert b.obs.dtype == torch.uint8
+    np.testing.assert_array_equal(b.obs.numpy(), seg["obs"])
+    np.testing.assert_array_equal(b.rewards.numpy(), 0.5 * seg["rewards"])
 
 
 def test_inconsistent_stacks_are_refused():

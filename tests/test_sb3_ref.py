@@ -91,10 +91,17 @@ def test_reference_settings_are_identical_to_ours(ours, ref, env_id):
     assert {k: b[k] for k in a} == a
 
 
-def test_mujoco_family_normalises_and_zoo_overrides_apply():
-    _, cfg = resolve_hyperparams("sb3-trpo", CATALOG.get("HalfCheetah-v5"), {})
+@pytest.mark.parametrize("trpo_like", ["sb3-trpo", "trpo", "npg"])
+def test_mujoco_family_normalises_and_zoo_overrides_apply_to_both_sides(trpo_like):
+    """The zoo's entries reach ours as well as the references (the full check, every env and
+    key: tests/test_parity.py)."""
+    _, cfg = resolve_hyperparams(trpo_like, CATALOG.get("HalfCheetah-v5"), {})
     assert cfg.norm_obs and cfg.norm_reward and cfg.n_envs == 2 and cfg.target_kl == 0.04
-    _, cfg = resolve_hyperparams("sb3-ppo", CATALOG.get("ALE/Pong-v5"), {})
+    assert cfg.n_steps == 1024 and cfg.cg_max_steps == 25 and cfg.n_critic_updates == 20
+    _, cfg = resolve_hyperparams(trpo_like, CATALOG.get("Swimmer-v5"), {})
+    assert cfg.gamma == 0.9999
+    ppo_like = "sb3-ppo" if trpo_like == "sb3-trpo" else "ppo"
+    _, cfg = resolve_hyperparams(ppo_like, CATALOG.get("ALE/Pong-v5"), {})
     assert cfg.n_envs == 8 and cfg.lr_schedule == "linear" and cfg.clip_range == 0.1
 
 

@@ -1,6 +1,7 @@
 """NPG and TRPO: configuration, the trust region, the line search, the step size."""
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import math
@@ -8,6 +9,8 @@ import math
 import gymnasium as gym
 import pytest
 import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
 from algorithms import registry
 from algorithms.base import ConfigError, build_config
@@ -37,10 +40,10 @@ class StubRun:
         self.updates.append((step, dict(diagnostics)))
 
 
-def make(cls, env_id: str = "CartPole-v1", **overrides):
-    torch.manual_seed(0)
+def make(cls, env_id: str = "CartPole-v1", seed: int = 0, **overrides):
+    torch.manual_seed(seed)
     cfg = build_config(cls.Config, {"n_steps": 256, "batch_size": 64, **overrides})
-    return cls(cfg, StubRun(env_id, total_steps=256))
+    return cls(cfg, StubRun(env_id, total_steps=256, seed=seed))
 
 
 def batch(algo):
@@ -67,6 +70,14 @@ def test_defaults_are_sb3_contrib_trpo():
         build_config(TRPOConfig, {"line_search_shrinking_factor": 1.0})
     with pytest.raises(ConfigError):
         build_config(NPGConfig, {"target_kl": 0})
+
+
+def test_critic_adam_eps_is_sb3s():
+    """The critic's Adam ε is the one SB3's ActorCriticPolicy (sb3-contrib TRPO's policy) uses."""
+    spaces = (gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
+    sb3_eps = ActorCriticPolicy(*spaces, lr_schedule=lambda _: 1e-3).optimizer.defaults["eps"]
+    for cls in (NPG, TRPO):
+        assert make(cls).critic_opt.defaults["eps"] == sb3_eps == 1e-5
 
 
 def test_registry_and_zoo_hyperparams():
@@ -201,3 +212,108 @@ def test_trpo_solves_cartpole_within_100k_steps(tmp_path):
     with open(tmp_path / "eval.csv") as f:
         best = max(float(r["return_mean"]) for r in csv.DictReader(f))
     assert best >= 475
+
+
+# --- the KL that TRPO enforces and logs, against torch.distributions ---------------------
+
+def torch_policy(policy, state: dict, obs: torch.Tensor):
+    """π(·|s) of the policy with parameters ``state``, as a torch.distributions object (float64)."""
+    net = copy.deepcopy(policy).double()
+    net.load_state_dict(state)
+    with torch.no_grad():
+        phi = net.pi.linear(net.pi_trunk(obs.double()))
+        if net.pi.discrete:
+            return Categorical(logits=phi)
+        return Independent(Normal(phi, net.pi.log_std.exp().expand_as(phi)), 1)
+
+
+def true_kl(policy, before: dict, after: dict, obs: torch.Tensor) -> float:
+    """(1/N) Σ_t KL(π_before(·|s_t) ‖ π_after(·|s_t)), recomputed from saved parameters."""
+    return float(kl_divergence(torch_policy(policy, before, obs), torch_policy(policy, after, obs)).mean())
+
+
+def state(policy) -> dict:
+    return {k: v.detach().clone() for k, v in policy.state_dict().items()}
+
+
+def test_evaluate_kl_sees_a_step_in_log_std_only():
+    """Δθ moves only log σ by 0.5: μ is unchanged, so per state and action dimension
+    KL(N(μ, σ₀²) ‖ N(μ, σ₁²)) = log(σ₁/σ₀) + σ₀²/(2σ₁²) − ½, summed over the D dimensions."""
+    algo = make(TRPO, "Pendulum-v1")
+    problem, _ = algo.step_problem(*batch(algo))
+    log_std = algo.policy.pi.log_std
+    offset = 0
+    for p in problem.params:
+        if p is log_std:
+            break
+        offset += p.numel()
+    step = torch.zeros_like(problem.theta_old)
+    step[offset:offset + log_std.numel()] = 0.5
+    l0 = log_std.detach().clone().double()
+    set_flat_params(problem.params, problem.theta_old + step)
+    l1 = log_std.detach().double()
+    closed_form = float((l1 - l0 + torch.exp(2 * l0) / (2 * torch.exp(2 * l1)) - 0.5).sum())
+    assert closed_form > 0.1
+    assert problem.evaluate()[1] == pytest.approx(closed_form, rel=1e-5)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_logged_kl_is_the_true_kl_of_the_accepted_update(env_id):
+    """``kl`` in the progress row of an accepted update = D̄_KL(π_θold ‖ π_θ) on the update's
+    batch, recomputed with torch.distributions from parameters saved before and after."""
+    algo = make(TRPO, env_id, n_critic_updates=1)
+    algo.run.total_steps = 3 * 256
+    saved: list[dict] = []
+    step_problem, take_step = algo.step_problem, algo.take_step
+
+    def recording_step_problem(obs, act, adv):
+        saved.append({"obs": obs.clone(), "before": state(algo.policy)})
+        return step_problem(obs, act, adv)
+
+    def recording_take_step(problem):
+        out = take_step(problem)
+        saved[-1].update(after=state(algo.policy), accepted=out["step_accepted"])
+        return out
+
+    algo.step_problem, algo.take_step = recording_step_problem, recording_take_step
+    algo.learn()
+    assert len(saved) == len(algo.run.updates) == 3
+    accepted = 0
+    for rec, (_, diag) in zip(saved, algo.run.updates):
+        expected = true_kl(algo.policy, rec["before"], rec["after"], rec["obs"])
+        if rec["accepted"]:
+            accepted += 1
+            assert 0 < expected <= diag["max_kl"] * (1 + 1e-5)
+        assert diag["kl"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+    assert accepted >= 2
+
+
+def test_every_accepted_trpo_step_has_true_kl_within_delta():
+    """Property over random seeds, radii δ and steps: the natural step plus a random move of
+    log σ (its sign that of ∂L/∂log σ, so that small steps improve L and the line search can
+    accept). Every accepted θ has D̄_KL(π_θold ‖ π_θ) ≤ δ, recomputed independently; a
+    rejected one restores θ_old."""
+    accepted = 0
+    for seed in range(5):
+        algo = make(TRPO, "Pendulum-v1", seed=seed)
+        obs, act, adv = batch(algo)
+        g = torch.Generator().manual_seed(100 + seed)
+        delta = float(10 ** torch.empty(1).uniform_(-2.5, -1, generator=g))
+        algo.cfg.target_kl = delta
+        problem, _ = algo.step_problem(obs, act, adv)
+        log_std = algo.policy.pi.log_std
+        logp = algo.policy.dist(obs).log_prob(act)
+        grad_log_std = torch.autograd.grad(((logp - logp.detach()).exp() * adv).mean(), log_std)[0]  # ∂L/∂log σ
+        size = (delta * float(torch.empty(1).uniform_(1, 20, generator=g))) ** 0.5  # KL of the σ move ≈ size²
+        offset = sum(p.numel() for p in problem.params[:[id(p) for p in problem.params].index(id(log_std))])
+        step = problem.full_step.clone()
+        step[offset:offset + log_std.numel()] += size * torch.sign(grad_log_std)
+        before = state(algo.policy)
+        out = algo.take_step(dataclasses.replace(problem, full_step=step))
+        kl = true_kl(algo.policy, before, state(algo.policy), obs)
+        if out["step_accepted"]:
+            accepted += 1
+            assert kl <= delta * (1 + 1e-5), f"seed {seed}: true KL {kl:.3g} > δ = {delta:.3g}"
+        else:
+            assert kl == 0.0
+    assert accepted >= 3

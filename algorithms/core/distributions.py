@@ -7,6 +7,15 @@ they skip argument validation on the hot path. Tests compare them with torch.dis
 A distribution is described by its statistics φ:
   * Categorical: logits (…, K)
   * DiagGaussian: (mean (…, D), log_std (…, D))
+
+A distribution OWNS its statistics: none of its tensors shares storage with a parameter.
+NPG/TRPO freeze π_old under ``no_grad`` and then write θ in place (``set_flat_params``);
+ACER freezes π_avg and the behaviour statistics μ. Were a statistic a view of a parameter
+(as ``log_std.expand_as(mean)`` of the policy's log σ used to be), it would move with θ, and
+KL(π_old ‖ π_θ) would silently ignore the change of σ. Categorical's log_softmax always
+allocates; DiagGaussian copies μ and log σ on construction (log σ before broadcasting it, so
+the copy is D numbers; ``clone`` is differentiable, so gradients still flow through a live
+distribution's μ and log σ).
 """
 from __future__ import annotations
 
@@ -60,7 +69,9 @@ class DiagGaussian:
     log_std: torch.Tensor  # broadcastable to mean
 
     def __post_init__(self) -> None:
-        self.log_std = self.log_std.expand_as(self.mean)
+        # own the storage (see the module docstring): a copy, never a view of a parameter
+        self.mean = self.mean.clone()
+        self.log_std = self.log_std.clone().expand_as(self.mean)   # a view of our own copy, not of log σ
 
     @property
     def std(self) -> torch.Tensor:

@@ -99,7 +99,15 @@ class VecEnv:
 
     ``step`` returns ``(obs, reward, terminated, truncated)`` as arrays; after it,
     ``final_obs`` holds, for every env, the observation that followed the action (the
-    terminal one where an episode ended) — already normalised like ``obs``.
+    terminal one where an episode ended) — already normalised like ``obs``. The same step's
+    raw data: ``raw_obs`` (the returned observations), ``raw_final_obs``, ``raw_rewards``.
+
+    Normalisation is SB3's ``VecNormalize`` (stable_baselines3/common/vec_env/vec_normalize.py,
+    ``step_wait``): obs_rms is updated with the observations that ``step`` *returns* (the first
+    of the next episode after an episode end, never the terminal one), then both the returned
+    and the final observations are normalised with the updated statistics,
+    s ↦ clip((s − m)/√(v + 1e-8), ±clip_obs); the discounted return R ← γR + r updates ret_rms
+    and r ↦ clip(r/√(v_ret + 1e-8), ±clip_reward) (``normalize_reward``, no update).
     """
 
     def __init__(
@@ -132,6 +140,13 @@ class VecEnv:
             self.obs_rms.update(raw)
         self.obs = self.normalize_obs(raw)
         self.final_obs = self.obs.copy()
+        self.raw_final_obs = raw.copy()
+        self.raw_rewards = np.zeros(self.n, np.float64)
+
+    @property
+    def raw_obs(self) -> np.ndarray:
+        """The current observations before normalisation (those ``obs`` normalises)."""
+        return self._raw_obs
 
     # --- normalisation ---------------------------------------------------------------
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
@@ -140,14 +155,20 @@ class VecEnv:
         z = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         return np.clip(z, -self.clip_obs, self.clip_obs).astype(np.float32)
 
-    def _normalize_reward(self, r: np.ndarray, done: np.ndarray) -> np.ndarray:
+    def normalize_reward(self, r: np.ndarray) -> np.ndarray:
+        """clip(r / √(v_ret + 1e-8), ±clip_reward) with the current ret_rms (no update), float32;
+        SB3's ``VecNormalize.normalize_reward``."""
         if not self.norm_reward:
-            return r
+            return np.asarray(r).astype(np.float32)
+        return np.clip(r / np.sqrt(self.ret_rms.var + 1e-8), -self.clip_reward, self.clip_reward).astype(np.float32)
+
+    def _update_ret(self, r: np.ndarray, done: np.ndarray) -> None:
+        if not self.norm_reward:
+            return
         self._ret = self._ret * self.gamma + r
         if self.training:
             self.ret_rms.update(self._ret)
         self._ret[done] = 0.0
-        return np.clip(r / np.sqrt(self.ret_rms.var + 1e-8), -self.clip_reward, self.clip_reward)
 
     # --- stepping --------------------------------------------------------------------
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -169,12 +190,13 @@ class VecEnv:
                 o, _ = env.reset()
             raw_next[i] = o
         if self.norm_obs and self.training:
-            self.obs_rms.update(raw_final)
+            self.obs_rms.update(raw_next)  # the returned observations, as VecNormalize
         done = term | trunc
-        self._raw_obs = raw_next
+        self._raw_obs, self.raw_final_obs, self.raw_rewards = raw_next, raw_final, rew
         self.obs = self.normalize_obs(raw_next)
         self.final_obs = self.normalize_obs(raw_final)
-        return self.obs, self._normalize_reward(rew, done).astype(np.float32), term, trunc
+        self._update_ret(rew, done)
+        return self.obs, self.normalize_reward(rew), term, trunc
 
     def pop_episodes(self) -> tuple[list[float], list[int]]:
         """Raw returns and lengths of the training episodes finished since the last call."""

@@ -9,7 +9,14 @@ A slot holds one on-policy segment of ``T`` steps for each of the ``N`` envs: th
 observations s_0 … s_T (s_T to bootstrap), actions, rewards, ``terminated``, ``episode_end``
 (terminated or truncated), the behaviour statistics, and the final observation of every
 episode truncated by a time limit inside the segment (its V(s_T) is bootstrapped; sparse).
-``sample`` draws ``B`` (slot, env) trajectories uniformly; slots are overwritten FIFO.
+Slots are overwritten FIFO. ``sample`` draws one trajectory per env, env b's from a slot drawn
+uniformly, as OpenAI Baselines' ACER buffer (baselines/acer/buffer.py, commit ea25b9e, lines
+85-87: ``idx = np.random.randint(0, self.num_in_buffer, nenv)``, ``envx = np.arange(nenv)``).
+
+Observations and rewards are stored *raw* and normalised when read (``Trajectory.from_numpy``
+with a ``normalizer``, e.g. the VecEnv): s ↦ normalize_obs(s), r ↦ normalize_reward(r) with the
+statistics current at sampling time, as SB3's ``ReplayBuffer.sample(batch, env=VecNormalize)``.
+uint8 frames are never normalised.
 
 Image observations (``(S, H, W)`` uint8 frame stacks, as gymnasium's FrameStackObservation
 returns them) are stored as single frames: the full stack of s_0, then only the newest
@@ -24,13 +31,21 @@ reconstruction is exact (tested) or ``add`` raises.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from algorithms.core.nets import is_image_space
+
+
+class Normalizer(Protocol):
+    """What normalises raw data at use time (``VecEnv``): current statistics, no update."""
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def normalize_reward(self, reward: np.ndarray) -> np.ndarray: ...
 
 
 @dataclasses.dataclass
@@ -52,8 +67,26 @@ class Trajectory:
         return self.rewards.shape[0]
 
     @classmethod
-    def from_numpy(cls, obs, actions, rewards, terminated, episode_end, stats, finals) -> Trajectory:
-        """From time-first arrays; ``finals`` = (steps, trajectories, observations) of the truncations."""
+    def from_numpy(
+        cls,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        episode_end: np.ndarray,
+        stats: dict[str, np.ndarray],
+        finals: tuple[np.ndarray, np.ndarray, np.ndarray],
+        normalizer: Normalizer | None = None,
+    ) -> Trajectory:
+        """From time-first raw arrays; ``finals`` = (steps, trajectories, observations) of the
+        truncations. With a ``normalizer``, the observations s_0 … s_T and the finals become
+        ``normalizer.normalize_obs(s)`` (not for uint8 frames) and the rewards
+        ``normalizer.normalize_reward(r)``, with its statistics as they are now."""
+        if normalizer is not None:
+            if np.asarray(obs).dtype != np.uint8:
+                obs = normalizer.normalize_obs(np.asarray(obs))
+                finals = (finals[0], finals[1], normalizer.normalize_obs(np.asarray(finals[2])))
+            rewards = normalizer.normalize_reward(np.asarray(rewards))
 
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x))
@@ -80,13 +113,13 @@ class ReplayMemory:
             self.frames = np.zeros((C, N, self.S + T, *self.obs_shape[1:]), np.uint8)
             self.starts = np.zeros((C, N, T + 1), bool)  # s_t is an episode start (t ≥ 1)
         else:
-            self.obs = np.zeros((C, N, T + 1, *self.obs_shape), np.float32)
+            self.obs = np.zeros((C, N, T + 1, *self.obs_shape), np.float32)  # raw s_t
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.actions = np.zeros(
             (C, N, T) if self.discrete else (C, N, T, *action_space.shape),
             np.int64 if self.discrete else np.float32,
         )
-        self.rewards = np.zeros((C, N, T), np.float32)
+        self.rewards = np.zeros((C, N, T), np.float32)  # raw r_t
         self.terminated = np.zeros((C, N, T), bool)
         self.episode_end = np.zeros((C, N, T), bool)
         self.stats = {k: np.zeros((C, N, T, *s), np.float32) for k, s in stat_shapes.items()}
@@ -186,8 +219,9 @@ class ReplayMemory:
             len(slots), T + 1, S, *frames.shape[2:]
         )
 
-    def get(self, slots: np.ndarray, envs: np.ndarray) -> Trajectory:
-        """The trajectories of env ``envs[b]`` in slot ``slots[b]``, as a (T, B) batch."""
+    def get(self, slots: np.ndarray, envs: np.ndarray, normalizer: Normalizer | None = None) -> Trajectory:
+        """The trajectories of env ``envs[b]`` in slot ``slots[b]``, as a (T, B) batch; raw, or
+        normalised by ``normalizer`` (see ``Trajectory.from_numpy``)."""
         slots, envs = np.asarray(slots), np.asarray(envs)
         obs = self._stacks(slots, envs) if self.image else self.obs[slots, envs]
         ft, fb, fo = [], [], []
@@ -205,13 +239,16 @@ class ReplayMemory:
         tm = lambda x: np.swapaxes(x, 0, 1)  # noqa: E731  (B, T, …) → (T, B, …)
         return Trajectory.from_numpy(tm(obs), tm(self.actions[slots, envs]), tm(self.rewards[slots, envs]),
                                      tm(self.terminated[slots, envs]), tm(self.episode_end[slots, envs]),
-                                     {k: tm(v[slots, envs]) for k, v in self.stats.items()}, finals)
+                                     {k: tm(v[slots, envs]) for k, v in self.stats.items()}, finals,
+                                     normalizer)
 
-    def sample(self, batch: int, rng: np.random.Generator) -> Trajectory:
-        """``batch`` (slot, env) trajectories drawn uniformly with replacement."""
+    def sample(self, rng: np.random.Generator, normalizer: Normalizer | None = None) -> Trajectory:
+        """A (T, N) batch: for every env b = 0 … N − 1 its trajectory in a slot drawn uniformly from
+        the filled ones (independently per env), as Baselines' ``Buffer.get``; normalised with
+        ``normalizer``'s current statistics when given."""
         if self.size == 0:
             raise ValueError("sampling from an empty replay memory")
-        return self.get(rng.integers(0, self.size, batch), rng.integers(0, self.N, batch))
+        return self.get(rng.integers(0, self.size, self.N), np.arange(self.N), normalizer)
 
     # --- checkpointing ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

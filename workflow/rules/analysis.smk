@@ -48,14 +48,14 @@ _SWEEP_LIST = [{"run_dir": d, "algo": r.algo, "env": r.env, "seed": r.seed, "ste
                 "setting": [list(kv) for kv in r.setting]} for d, r in SWEEPS.items()]
 
 
-def _cap(name):
-    return f"../report/{name}.rst"
+_cap = lambda name: f"../report/{name}.rst"   # noqa: E731  (no `def` beside rules: snakemake --lint)
 
 
 ANALYSIS_TARGETS = (
     [f"{_T}/{n}" for n in ("runs.csv", "curves.parquet", "curves.csv", "updates.parquet", "run_metrics.csv",
                            "stats.csv", "poi.csv", "claims.csv", "claims_parts.csv", "claims.md",
-                           "claims.html", "runs.html", "stats.html", "poi.html")]
+                           "claims.html", "runs.html", "stats.html", "poi.html", "hyperparams.md",
+                           "hyperparams.html")]
     + [f"{_F}/{v}" for v in _FIGURES.values()]
     + ([f"{_F}/{v}" for v in _TOY_FIGURES.values()] if TOYS_ON else [])
     + ([SWEEPS_CSV, f"{_F}/sweep_robustness.png"] if SWEEPS else [])
@@ -74,6 +74,8 @@ rule analysis_tables:
         updates=f"{_T}/updates.parquet",
     params:
         runs=_RUN_LIST,
+    log:
+        f"{RESULTS}/logs/analysis/analysis_tables.log",
     localrule: True
     script:
         _STEP
@@ -90,6 +92,8 @@ rule analysis_stats:
         poi=report(f"{_T}/poi.csv", caption=_cap("poi"), category=_CAT_TABLES, subcategory="Downloads"),
     params:
         cfg=ANALYSIS_CFG,
+    log:
+        f"{RESULTS}/logs/analysis/analysis_stats.log",
     localrule: True
     script:
         _STEP
@@ -112,6 +116,8 @@ rule analysis_figures:
         kl=report(f"{_F}/{_FIGURES['kl']}", caption=_cap("kl_vs_delta"), category=_CAT_MONO),
     params:
         cfg=ANALYSIS_CFG,
+    log:
+        f"{RESULTS}/logs/analysis/analysis_figures.log",
     localrule: True
     script:
         _STEP
@@ -126,6 +132,8 @@ if TOYS_ON:
         output:
             gaussian=report(f"{_F}/{_TOY_FIGURES['gaussian']}", caption=_cap("toy_gaussian"), category=_CAT_TOYS),
             npg=report(f"{_F}/{_TOY_FIGURES['npg']}", caption=_cap("toy_npg"), category=_CAT_TOYS),
+        log:
+            f"{RESULTS}/logs/analysis/analysis_toy_figures.log",
         localrule: True
         script:
             _STEP
@@ -133,12 +141,8 @@ if TOYS_ON:
 
 if SWEEPS:
 
-    def _sweep_of(wc):
-        return SWEEPS[f"{RESULTS}/sweeps/{wc.algo}/{wc.env}/{wc.setting}/{wc.seed}"]
-
-    def _sweep_resources(wc):
-        r = _sweep_of(wc)
-        return job_resources(r.algo, r.env, r.steps)
+    _sweep_of = lambda wc: SWEEPS[f"{RESULTS}/sweeps/{wc.algo}/{wc.env}/{wc.setting}/{wc.seed}"]  # noqa: E731
+    _sweep_resources = lambda wc: job_resources(*(lambda r: (r.algo, r.env, r.steps))(_sweep_of(wc)))  # noqa: E731
 
     rule sweep_run:
         """One run of a hyper-parameter sweep; a crash still leaves a `failed` summary.json."""
@@ -150,6 +154,7 @@ if SWEEPS:
             sets=lambda wc: _sweep_of(wc).set_args(config.get("set", {}).get(wc.algo, {})),
             outdir=lambda wc, output: str(Path(output.summary).parent),
             device=device_of,
+            python=PYTHON,
         log:
             f"{RESULTS}/logs/sweeps/{{algo}}/{{env}}/{{setting}}/{{seed}}.log",
         wildcard_constraints:
@@ -163,10 +168,10 @@ if SWEEPS:
             gpu_model=lambda wc: _sweep_resources(wc)["gpu_model"],
             slurm_extra=lambda wc: _sweep_resources(wc)["slurm_extra"],
         shell:
-            "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {sys.executable} -m experiments.run --algo {wildcards.algo} "
+            "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {params.python} -m experiments.run --algo {wildcards.algo} "
             "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} --out {params.outdir} "
             "--device {params.device} {params.sets} --no-progress > {log} 2>&1 || true; "
-            "{sys.executable} -m analysis.sweeps ensure-summary {params.outdir} {log} --algo {wildcards.algo} "
+            "{params.python} -m analysis.sweeps ensure-summary {params.outdir} {log} --algo {wildcards.algo} "
             "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} >> {log}"
 
     rule analysis_sweeps:
@@ -178,6 +183,8 @@ if SWEEPS:
         params:
             cfg=ANALYSIS_CFG,
             sweeps=_SWEEP_LIST,
+        log:
+            f"{RESULTS}/logs/analysis/analysis_sweeps.log",
         localrule: True
         script:
             _STEP
@@ -190,6 +197,8 @@ if SWEEPS:
             png=report(f"{_F}/sweep_robustness.png", caption=_cap("sweep_robustness"), category=_CAT_ROBUST),
         params:
             cfg=ANALYSIS_CFG,
+        log:
+            f"{RESULTS}/logs/analysis/analysis_sweep_figure.log",
         localrule: True
         script:
             _STEP
@@ -208,6 +217,8 @@ rule analysis_claims:
         md=report(f"{_T}/claims.md", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
     params:
         cfg=ANALYSIS_CFG,
+    log:
+        f"{RESULTS}/logs/analysis/analysis_claims.log",
     localrule: True
     script:
         _STEP
@@ -227,6 +238,30 @@ rule analysis_html:
         runs=report(f"{_T}/runs.html", caption=_cap("runs"), category=_CAT_TABLES, subcategory="Tables"),
         stats=report(f"{_T}/stats.html", caption=_cap("stats"), category=_CAT_TABLES, subcategory="Tables"),
         poi=report(f"{_T}/poi.html", caption=_cap("poi"), category=_CAT_TABLES, subcategory="Tables"),
+    log:
+        f"{RESULTS}/logs/analysis/analysis_html.log",
+    localrule: True
+    script:
+        _STEP
+
+
+rule hyperparams_table:
+    """The resolved hyper-parameters of every algorithm × env of the matrix, with the source of each
+    value (default / envs.yaml family / hyperparams.yaml / variant / set) and the parity exceptions."""
+    input:
+        hyperparams=str(Path(workflow.basedir, "experiments/config/hyperparams.yaml")),
+        parity=str(Path(workflow.basedir, "experiments/config/parity.yaml")),
+        envs=str(Path(workflow.basedir, "envs.yaml")),
+    output:
+        md=report(f"{_T}/hyperparams.md", caption=_cap("hyperparams"), category=_CAT_TABLES,
+                  subcategory="Downloads"),
+        html=report(f"{_T}/hyperparams.html", caption=_cap("hyperparams"), category=_CAT_TABLES,
+                    subcategory="Tables"),
+    params:
+        matrix={k: config[k] for k in ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "exclude")
+                if k in config},
+    log:
+        f"{RESULTS}/logs/analysis/hyperparams_table.log",
     localrule: True
     script:
         _STEP

@@ -1,6 +1,6 @@
 # The seed's two deterministic toy experiments (numpy only, seconds each; no gym).
-# Included by the Snakefile, which defines RESULTS.
-import sys
+# Included by the Snakefile, which defines RESULTS and PYTHON (workflow/rules/common.smk).
+from pathlib import Path
 
 TOY_TARGETS = [
     f"{RESULTS}/toys/gaussian_trajectories.csv",
@@ -16,12 +16,13 @@ rule toy_gaussian_manifold:
         trajectories=f"{RESULTS}/toys/gaussian_trajectories.csv",
         summary=f"{RESULTS}/toys/gaussian_summary.csv",
     params:
-        outdir=f"{RESULTS}/toys",
+        outdir=lambda wc, output: str(Path(output.summary).parent),
+        python=PYTHON,
     log:
         f"{RESULTS}/logs/toys/gaussian_manifold.log",
     localrule: True
     shell:
-        "{sys.executable} -m experiments.toys.gaussian_manifold --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.toys.gaussian_manifold --out {params.outdir} > {log} 2>&1"
 
 
 rule toy_npg_vs_pg:
@@ -30,9 +31,10 @@ rule toy_npg_vs_pg:
         curves=f"{RESULTS}/toys/npg_vs_pg.csv",
         summary=f"{RESULTS}/toys/npg_vs_pg_summary.csv",
     params:
-        outdir=f"{RESULTS}/toys",
+        outdir=lambda wc, output: str(Path(output.summary).parent),
+        python=PYTHON,
     log:
         f"{RESULTS}/logs/toys/npg_vs_pg.log",
     localrule: True
     shell:
-        "{sys.executable} -m experiments.toys.npg_vs_pg --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.toys.npg_vs_pg --out {params.outdir} > {log} 2>&1"
