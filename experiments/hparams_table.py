@@ -26,7 +26,7 @@ import yaml
 from algorithms.base import BaseConfig, config_dict
 from experiments.envs import load_catalog
 from experiments.matrix import expand, load_config
-from experiments.runner import Resolved, resolve_with_provenance
+from experiments.hyperparams import Resolved, resolve_with_provenance
 
 PARITY_YAML = Path(__file__).resolve().parent / "config" / "parity.yaml"
 
