@@ -25,8 +25,8 @@ import yaml
 
 from algorithms.base import BaseConfig, config_dict
 from experiments.envs import load_catalog
-from experiments.matrix import expand, load_config
 from experiments.hyperparams import Resolved, resolve_with_provenance
+from experiments.matrix import expand, load_config
 
 PARITY_YAML = Path(__file__).resolve().parent / "config" / "parity.yaml"
 
