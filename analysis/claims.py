@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,12 @@ class Part:
     ci_high: float = float("nan")
     runs_used: str = ""
     reason: str = ""
+    # the test's one-sided p-values against the thresholds (permutation test; NaN for other parts)
+    p_greater: float = float("nan")
+    p_less: float = float("nan")
+    # the design's A/A false-verdict rate and minimum detectable effect (analysis/calibrate.py)
+    false_verdict_rate: float = float("nan")
+    mde: float = float("nan")
 
 
 @dataclass
@@ -95,6 +102,7 @@ class Claim:
     def row(self) -> dict[str, Any]:
         p0 = self.headline or (self.parts[0] if self.parts else Part("", INCONCLUSIVE, "", ""))
         reasons = [f"{p.name}: {p.reason}" for p in self.parts if p.reason]
+        cal = next((p for p in self.parts if p.name == p0.name), p0)  # a headline copies a part's name
         return {
             "claim": self.claim,
             "statement": STATEMENTS.get(self.claim, ""),
@@ -112,6 +120,8 @@ class Claim:
                 for p in self.parts
             ),
             "reason": " | ".join(reasons),
+            "false_verdict_rate": cal.false_verdict_rate,
+            "mde": cal.mde,
         }
 
 
@@ -229,67 +239,76 @@ def claim_c1(gauss: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
     sp = [p.effect for p in parts if not math.isnan(p.effect)]
     head = None
     if sp:
+        # a deterministic toy has no sampling error: no confidence interval, the spread is over starts
         head = Part(
             "all starts",
             combine([p.verdict for p in parts]),
-            metric + " (worst start)",
-            "deterministic toy; interval = range over starts",
+            metric + f" (worst of {len(sp)} starts; range over starts {_fmt(min(sp))}–{_fmt(max(sp))}, not a CI)",
+            "deterministic toy, each start judged; no confidence interval",
             min(sp),
-            min(sp),
-            max(sp),
         )
     return Claim("C1", parts, head)
 
 
 def claim_c2(npg: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+    """One part per problem of the toy (Kakade's two-state MDP, the chain of each length) under the
+    primary step rule (``C2.rule``, default ``fixed``: each method at its best learning rate of one
+    grid); speed-up = PG's iterations to the target / NPG's. PG not reaching the target within the
+    budget gives the lower bound budget / NPG's. The secondary rule (KL-normalised steps) is reported
+    beside each part, not judged."""
     c = cfg.get("C2", {})
-    metric, test = "iterations to reach the target return: PG / NPG", "deterministic toy"
+    rule = c.get("rule", "fixed")
+    sup, ref = c.get("support_above", 5.0), c.get("refute_below", 2.0)
+    metric = f"iterations to the target: PG / NPG ({rule} step rule)"
+    test = "deterministic toy (exact gradients), each problem judged"
     if npg is None or npg.empty:
-        return Claim(
-            "C2",
-            [
-                missing_part(
-                    "speed-up",
-                    metric,
-                    test,
-                    "no toy results (results/toys/npg_vs_pg_summary.csv; config `toys: false`?)",
-                )
-            ],
-        )
-    it = {
-        r.method: float(r.iterations_to_target) if pd.notna(r.iterations_to_target) else float("inf")
-        for r in npg.itertuples()
-    }
-    if "pg" not in it or "npg" not in it:
-        return Claim("C2", [missing_part("speed-up", metric, test, "pg or npg row missing")])
-    s = _speedup(it["pg"], it["npg"])
-    v = INCONCLUSIVE if np.isnan(s) else judge(s, s, c.get("support_above", 5.0), c.get("refute_below", 2.0))
-    why = (
-        ""
-        if v == SUPPORTED
-        else (
-            "neither method reached the target"
-            if np.isnan(s)
-            else f"PG needs {_fmt(s)}x the iterations of NPG (support above "
-            f"{c.get('support_above', 5.0)}, refute below {c.get('refute_below', 2.0)})"
-        )
-    )
-    return Claim(
-        "C2",
-        [
-            Part(
-                "speed-up",
-                v,
-                metric,
-                test,
-                s,
-                s,
-                s,
-                f"toy: PG {_fmt(it['pg'])} vs NPG {_fmt(it['npg'])} iterations",
-                why,
-            )
-        ],
-    )
+        return Claim("C2", [missing_part("speed-up", metric, test,
+                                         "no toy results (results/toys/npg_vs_pg_summary.csv; config `toys: false`?)")])
+    t = npg.copy()
+    for col, default in (("problem", "chain"), ("rule", rule), ("budget", float("nan"))):
+        if col not in t:
+            t[col] = default
+
+    def its(g: pd.DataFrame) -> tuple[dict[str, float], float]:
+        it = {r.method: float(r.iterations_to_target) if pd.notna(r.iterations_to_target) and
+              str(r.iterations_to_target) != "" else float("inf") for r in g.itertuples()}  # fmt: skip
+        return it, float(pd.to_numeric(g["budget"], errors="coerce").max())
+
+    parts = []
+    for problem, g in t[t["rule"] == rule].groupby("problem", sort=False):
+        it, budget = its(g)
+        if "pg" not in it or "npg" not in it:
+            parts.append(missing_part(problem, metric, test, "pg or npg row missing"))
+            continue
+        s = _speedup(it["pg"], it["npg"])
+        lo, hi = s, s
+        if math.isinf(s) and np.isfinite(budget) and np.isfinite(it["npg"]):
+            lo, hi = budget / max(it["npg"], 1.0), float("inf")  # PG did not reach within the budget
+        v = INCONCLUSIVE if np.isnan(s) else judge(lo, hi, sup, ref)
+        edge = g[g.get("rate_at_grid_edge", pd.Series(False, index=g.index)).astype(str).str.lower() == "true"]
+        sec, _ = its(t[(t["rule"] != rule) & (t["problem"] == problem)])
+        used = (f"{problem}: PG {_iters(it['pg'], budget)} vs NPG {_iters(it['npg'], budget)} iterations"
+                + ("".join(f"; {m} rate {float(r):.3g}" for m, r in zip(g["method"], g["rate"])) if "rate" in g else "")
+                + (f"; secondary (KL-normalised) rule: PG {_iters(sec.get('pg', math.inf), budget)} vs NPG "
+                   f"{_iters(sec.get('npg', math.inf), budget)}" if sec else ""))  # fmt: skip
+        why = "" if v == SUPPORTED else (
+            "neither method reached the target" if np.isnan(s)
+            else f"PG needs {_fmt(lo)}x{'+' if math.isinf(hi) else ''} the iterations of NPG "
+                 f"(support above {sup}, refute below {ref})")  # fmt: skip
+        if not edge.empty:
+            why = (why + "; " if why else "") + (
+                f"best rate of {', '.join(edge['method'])} at the edge of the grid (a wider grid may change it)")
+        parts.append(Part(problem, v, metric, test, lo, lo, hi, used, why))
+    if not parts:
+        return Claim("C2", [missing_part("speed-up", metric, test, f"no rows of the {rule} rule")])
+    w = min((p for p in parts if not math.isnan(p.effect)), key=lambda p: p.effect, default=parts[0])
+    head = Part(f"{w.name} (weakest problem)", combine([p.verdict for p in parts]), metric + f" (weakest: {w.name})",
+                test, w.effect, w.ci_low, w.ci_high, w.runs_used, w.reason)  # fmt: skip
+    return Claim("C2", parts, head)
+
+
+def _iters(n: float, budget: float) -> str:
+    return _fmt(n) if np.isfinite(n) else (f"> {budget:.0f} (did not reach)" if np.isfinite(budget) else "never")
 
 
 def _compare_part(
@@ -304,22 +323,32 @@ def _compare_part(
     refute_below: float,
     metric: str,
 ) -> Part:
-    b = stats.BootstrapCfg.from_cfg(cfg)
+    pc = stats.PermutationCfg.from_cfg(cfg)
+    alpha = (1 - pc.confidence) / 2
     what = f"probability of improvement P({x} > {y})" if stat == "poi" else f"mean difference {x} − {y}"
-    test = f"{what}, {int(b.confidence * 100)}% stratified bootstrap CI over envs"
+    test = (
+        f"{what}, stratified permutation test over envs (one-sided α = {alpha:.3g} each way, Holm over the "
+        f"claim's parts before 'not supported'); {int(pc.confidence * 100)}% CI by test inversion"
+    )
     if metrics is None or metrics.empty:
         return missing_part(name, metric, test, "no runs")
-    est, envs, why = stats.compare(metrics, x, y, col, stat, cfg, int(cfg.get("min_runs", 3)))
+    try:
+        est, envs, why = stats.compare(
+            metrics, x, y, col, stat, cfg, int(cfg.get("min_runs", 3)), support_above, refute_below
+        )
+    except ValueError as e:  # a P(X > Y) threshold other than ½
+        return Part(name, INCONCLUSIVE, metric, test, runs_used=runs_used(metrics, [x, y]), reason=str(e))
     if est is None:
         return Part(name, INCONCLUSIVE, metric, test, runs_used=runs_used(metrics, [x, y]), reason=why)
-    v = judge(est.lo, est.hi, support_above, refute_below)
+    v = SUPPORTED if est.p_greater <= alpha else NOT_SUPPORTED if est.p_less <= alpha else INCONCLUSIVE
     reason = (
         ""
         if v == SUPPORTED
         else (
-            f"CI straddles the threshold (support above {support_above}, refute below {refute_below})"
+            f"not significant either way (p = {est.p_greater:.3g} against > {support_above}, "
+            f"{est.p_less:.3g} against < {refute_below})"
             if v == INCONCLUSIVE
-            else f"CI entirely below {refute_below}"
+            else f"significantly below {refute_below} (p = {est.p_less:.3g})"
         )
     )
     return Part(
@@ -332,6 +361,8 @@ def _compare_part(
         est.hi,
         runs_used(metrics, [x, y]),
         reason,
+        est.p_greater,
+        est.p_less,
     )
 
 
@@ -572,8 +603,9 @@ def evaluate(
     gauss: pd.DataFrame | None = None,
     npg: pd.DataFrame | None = None,
     sweep_metrics: pd.DataFrame | None = None,
+    calibration: pd.DataFrame | None = None,
 ) -> list[Claim]:
-    return [
+    out = [
         claim_c1(gauss, cfg),
         claim_c2(npg, cfg),
         claim_c3(metrics, updates, cfg),
@@ -581,6 +613,80 @@ def evaluate(
         claim_c5(metrics, cfg),
         claim_c6(metrics, cfg),
     ]
+    alpha = (1 - stats.PermutationCfg.from_cfg(cfg).confidence) / 2
+    for c in out:
+        apply_holm(c, alpha)
+        attach_calibration(c, calibration)
+    return out
+
+
+def apply_holm(claim: Claim, alpha: float) -> None:
+    """A part stays "not supported" only if Holm's step-down over the p_less of all the claim's tested
+    parts rejects it at family-wise level α (one "not supported" part refutes the whole claim)."""
+    keep = stats.holm([p.p_less for p in claim.parts], alpha)
+    n = sum(1 for p in claim.parts if np.isfinite(p.p_less))
+    for p, k in zip(claim.parts, keep):
+        if p.verdict == NOT_SUPPORTED and np.isfinite(p.p_less) and not k:
+            p.verdict = INCONCLUSIVE
+            p.reason = f"p = {p.p_less:.3g} against < threshold is not significant after Holm over {n} parts"
+
+
+def attach_calibration(claim: Claim, cal: pd.DataFrame | None) -> None:
+    """Copy each part's A/A false-verdict rate and MDE (calibration.csv); a design whose false-verdict
+    rate exceeds the nominal level (beyond 2 Monte-Carlo SE) cannot give a verdict, nor can one where
+    no effect reaches significance (MDE ∞): both say so and stay inconclusive."""
+    if cal is None or cal.empty:
+        return
+    for p in claim.parts:
+        r = cal[(cal["claim"] == claim.claim) & (cal["part"] == p.name)]
+        if r.empty or not int(r.iloc[0].get("n_sim", 0) or 0):
+            continue
+        r = r.iloc[0]
+        p.false_verdict_rate, p.mde = float(r["false_verdict_rate"]), float(r["mde"])
+        if not _truthy(r["calibrated"]):
+            why = (
+                f"uncalibrated design ({r['design']}): A/A false-verdict rate {p.false_verdict_rate:.3g} "
+                f"> nominal {float(r['nominal']):.3g}: inconclusive"
+            )
+            p.verdict, p.reason = INCONCLUSIVE, why if not p.reason else f"{why}; {p.reason}"
+        elif not np.isfinite(p.mde):
+            p.verdict = INCONCLUSIVE
+            p.reason = (
+                f"underpowered design ({r['design']}): no effect can reach significance with these runs "
+                f"(MDE ∞): inconclusive" + (f"; {p.reason}" if p.reason else "")
+            )
+
+
+def provenance(runs: pd.DataFrame | None, repo: Path | None = None) -> dict[str, str]:
+    """Commit and date of claims.yaml's last change and of the runs (their summaries' git_commit, the
+    most frequent one), and a warning when the thresholds changed after the runs they judge."""
+    import subprocess
+
+    repo = repo or CLAIMS_YAML.parent.parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=20)
+            return r.stdout.strip() if r.returncode == 0 else ""
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    rel = str(CLAIMS_YAML.relative_to(repo)) if CLAIMS_YAML.is_relative_to(repo) else str(CLAIMS_YAML)
+    t_commit, _, t_date = git("log", "-1", "--format=%H %cI", "--", rel).partition(" ")
+    dirty = bool(git("status", "--porcelain", "--", rel))
+    commits = runs["git_commit"].dropna().astype(str) if runs is not None and "git_commit" in runs else pd.Series([])
+    commits = commits[commits != ""]
+    r_commit = commits.value_counts().index[0] if len(commits) else ""
+    r_date = git("show", "-s", "--format=%cI", r_commit.split("-")[0]) if r_commit else ""
+    warn = []
+    if dirty:
+        warn.append("claims.yaml has uncommitted changes: the thresholds are newer than every run")
+    if t_date and r_date and pd.Timestamp(t_date) > pd.Timestamp(r_date):
+        warn.append(f"the thresholds changed ({t_date[:10]}) after the runs they judge ({r_date[:10]})")
+    if commits.nunique() > 1:
+        warn.append(f"the runs come from {commits.nunique()} commits")
+    return {"thresholds_commit": t_commit[:12], "thresholds_date": t_date, "runs_commit": r_commit[:12],
+            "runs_date": r_date, "provenance_warning": "; ".join(warn)}  # fmt: skip
 
 
 CLAIM_COLUMNS = [
@@ -595,6 +701,8 @@ CLAIM_COLUMNS = [
     "runs_used",
     "parts",
     "reason",
+    "false_verdict_rate",
+    "mde",
 ]
 
 
@@ -616,6 +724,10 @@ def parts_table(claims: Sequence[Claim]) -> pd.DataFrame:
                 "ci_high": p.ci_high,
                 "runs_used": p.runs_used,
                 "reason": p.reason,
+                "p_greater": p.p_greater,
+                "p_less": p.p_less,
+                "false_verdict_rate": p.false_verdict_rate,
+                "mde": p.mde,
             }
             for c in claims
             for p in c.parts

@@ -455,6 +455,19 @@ def toy_npg(curve: pd.DataFrame | None, summary: pd.DataFrame | None, path: str 
 def _toy_npg(curve: pd.DataFrame, summary: pd.DataFrame | None, path: str | Path) -> None:
     c = curve.copy()
     c["it1"] = c["iter"] + 1
+    if "problem" in c:  # one panel per problem; solid: fixed-rate rule (primary), dashed: KL rule
+        probs = list(dict.fromkeys(c["problem"]))
+        fig, axes = plt.subplots(1, len(probs), figsize=(3.2 * len(probs), 3.4), squeeze=False)
+        for ax, pr in zip(axes.flat, probs):
+            sns.lineplot(c[c["problem"] == pr], x="it1", y="J", hue="method", style="rule", ax=ax, errorbar=None,
+                         palette={m: BASE_COLORS.get(m, "C0") for m in c["method"].unique()}, legend=ax is axes.flat[0])
+            s = summary[summary["problem"] == pr] if summary is not None and "problem" in summary else None
+            if s is not None and not s.empty:
+                ax.axhline(float(s["target"].iloc[0]), ls=":", c="gray", lw=1)
+            ax.set(xscale="log", xlabel="iteration + 1", ylabel="J(θ)", title=pr)
+        fig.suptitle("NPG vs PG (claim C2): solid = best fixed rate per method (primary), dashed = same KL δ")
+        fig.tight_layout()
+        return _save(fig, path)
     pal = {m: BASE_COLORS.get(m, "C0") for m in c["method"].unique()}
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     sns.lineplot(c, x="it1", y="J", hue="method", palette=pal, ax=ax, errorbar=None)

@@ -116,20 +116,31 @@ def make_claims(
     out_md: str,
     toys: Mapping[str, str] | None = None,
     sweeps_csv: str | None = None,
+    calibration_csv: str | None = None,
 ) -> pd.DataFrame:
     toys = toys or {}
     m = _metrics(metrics_csv)
     u = pd.read_parquet(updates_parquet)
     sm = _metrics(sweeps_csv) if sweeps_csv and Path(sweeps_csv).exists() else None
-    cl = claims.evaluate(m, u, cfg, _read(toys.get("gaussian_summary")), _read(toys.get("npg_summary")), sm)
+    cal = _read(calibration_csv)
+    cl = claims.evaluate(m, u, cfg, _read(toys.get("gaussian_summary")), _read(toys.get("npg_summary")), sm, cal)
     table = claims.claims_table(cl)
+    prov = claims.provenance(_read(Path(metrics_csv).with_name("runs.csv")))
+    table = table.assign(**prov)
     table.to_csv(out_csv, index=False)
     claims.parts_table(cl).to_csv(out_parts, index=False)
     Path(out_md).write_text(
         "# Claim verdicts\n\nComputed by analysis/claims.py from the results; thresholds in "
-        "experiments/config/claims.yaml.\n\n"
+        f"experiments/config/claims.yaml (last changed in {prov['thresholds_commit'] or '?'}, "
+        f"{prov['thresholds_date'] or '?'}); runs from commit {prov['runs_commit'] or '?'} "
+        f"({prov['runs_date'] or '?'}).\n\n"
+        + (f"**Warning: {prov['provenance_warning']}.**\n\n" if prov["provenance_warning"] else "")
+        + "false_verdict_rate: share of simulated A/A designs of this design that end supported or not "
+        "supported (analysis/calibrate.py); mde: the smallest effect detected with 80 % power.\n\n"
         + claims.to_markdown(
-            table, ["claim", "verdict", "effect", "ci_low", "ci_high", "metric", "runs_used", "reason"]
+            table,
+            ["claim", "verdict", "effect", "ci_low", "ci_high", "metric", "false_verdict_rate", "mde", "runs_used",
+             "reason"],
         )
         + "\n## Parts\n\n"
         + claims.to_markdown(claims.parts_table(cl)),
@@ -271,7 +282,11 @@ def run_step(rule: str, smk: Any) -> None:
         make_sweep_figure(i.csv, p.cfg, o.png)
     elif rule == "analysis_claims":
         toys = {k[4:]: v for k, v in i.items() if k.startswith("toy_")}
-        make_claims(i.metrics, i.updates, p.cfg, o.csv, o.parts, o.md, toys, i.get("sweeps"))
+        make_claims(i.metrics, i.updates, p.cfg, o.csv, o.parts, o.md, toys, i.get("sweeps"), i.get("calibration"))
+    elif rule == "calibration":
+        from analysis import calibrate
+
+        calibrate.calibrate(p.matrix, p.cfg, pd.read_csv(i.scores)).to_csv(o.csv, index=False)
     elif rule == "analysis_html":
         make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"))
     elif rule == "hyperparams_table":
@@ -323,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         sweeps_csv = f"{T}/sweeps.csv"
         make_sweep_table(sw_runs, cfg, sweeps_csv)
         make_sweep_figure(sweeps_csv, cfg, f"{F}/sweep_robustness.png")
+    from analysis import calibrate
+
+    calibrate.run(a.config, f"{T}/calibration.csv", cfg)
     table = make_claims(
         f"{T}/run_metrics.csv",
         f"{T}/updates.parquet",
@@ -332,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{T}/claims.md",
         toys,
         sweeps_csv,
+        f"{T}/calibration.csv",
     )
     make_html(
         f"{T}/runs.csv",

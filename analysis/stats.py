@@ -93,6 +93,10 @@ class Estimate:
     lo: float
     hi: float
     n: dict[str, int]
+    # one-sided p-values of the stratified permutation test (``permutation_estimate``), NaN otherwise:
+    # p_greater against H0 "effect ≤ support threshold", p_less against H0 "effect ≥ refute threshold"
+    p_greater: float = float("nan")
+    p_less: float = float("nan")
 
     def text(self, fmt: str = ".3g") -> str:
         return f"{self.point:{fmt}} [{self.lo:{fmt}}, {self.hi:{fmt}}]"
@@ -393,12 +397,144 @@ def stats_table(metrics: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
+# ---------------------------------------------------------------------------------------------
+# stratified permutation test: the interval estimator of every comparison of two algorithms
+# (claims C3–C6). Exact level under exchangeability, whatever the design (A/A simulation:
+# analysis/calibrate.py); the percentile bootstrap above is ~2-4x anti-conservative at 3 runs.
+@dataclass(frozen=True)
+class PermutationCfg:
+    n_perm: int = 4000
+    confidence: float = 0.95
+    seed: int = 0
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> PermutationCfg:
+        t = cfg.get("permutation", {}) or {}
+        conf = (cfg.get("bootstrap", {}) or {}).get("confidence", 0.95)
+        return cls(int(t.get("n_perm", 4000)), float(t.get("confidence", conf)), int(t.get("seed", 0)))
+
+
+def permutation_orders(sizes: Sequence[tuple[int, int]], n_perm: int, seed: int) -> list[np.ndarray]:
+    """Per stratum, (1 + n_perm) × (n_x + n_y) orders of its runs; row 0 is the identity (the
+    observed split: the first n_x are x). Drawn once and shared by every design and shift."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for nx, ny in sizes:
+        o = np.argsort(rng.random((n_perm, nx + ny)), axis=1)
+        out.append(np.vstack([np.arange(nx + ny)[None, :], o]))
+    return out
+
+
+def permutation_stats(
+    x: Sequence[np.ndarray], y: Sequence[np.ndarray], stat: str, shift: Any, orders: Sequence[np.ndarray]
+) -> np.ndarray:
+    """T(x − Δ, y) for every order: (designs, 1 + n_perm); column 0 is the observed T.
+
+    x[e], y[e]: (designs × runs) scores in stratum e; Δ = ``shift`` (scalar or one per design).
+    T = mean over strata of T_e; "diff": T_e = mean(x_e − Δ) − mean(y_e); "poi": T_e = P(X_e − Δ > Y_e)
+    with ties ½ = (R_x − n_x(n_x + 1)/2) / (n_x n_y), R_x the sum of the x runs' midranks (Mann–Whitney U).
+    """
+    total: Any = 0.0
+    d = np.reshape(np.asarray(shift, dtype=float), (-1, 1))
+    for a, b, o in zip(x, y, orders):
+        z = np.concatenate([np.asarray(a, float) - d, np.broadcast_to(b, (len(a), b.shape[1]))], axis=1)
+        nx, ny = a.shape[1], b.shape[1]
+        if stat == "poi":
+            z = sps.rankdata(z, axis=1)
+        sx = z[:, o[:, :nx]].sum(-1)
+        total = total + (
+            (sx - nx * (nx + 1) / 2) / (nx * ny) if stat == "poi" else sx / nx - (z.sum(1)[:, None] - sx) / ny
+        )
+    return total / len(x)
+
+
+def permutation_pvalues(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided p-values from ``permutation_stats`` rows: p_greater = #{T_π ≥ T_obs} / (1 + n_perm)
+    (the observed order counted), p_less = #{T_π ≤ T_obs} / (1 + n_perm)."""
+    obs = t[:, :1]
+    tol = 1e-9 * np.maximum(1.0, np.abs(obs))
+    return (t >= obs - tol).mean(1), (t <= obs + tol).mean(1)
+
+
+def _bisect(f: Callable[[float], bool], lo: float, hi: float, iters: int = 50) -> float:
+    """The boundary of a monotone predicate: f(lo) is False, f(hi) is True."""
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if f(mid) else (mid, hi)
+    return 0.5 * (lo + hi)
+
+
+def permutation_estimate(
+    x: Strata, y: Strata, stat: str, support_above: float, refute_below: float, pc: PermutationCfg
+) -> Estimate:
+    """Point estimate, interval and threshold p-values of a stratified two-sample permutation test.
+
+    Shift model: X − Δ and Y exchangeable within every stratum. The interval is the set of Δ that
+    neither one-sided test rejects at α/2 = (1 − confidence)/2 (for "diff", a CI of the mean difference;
+    ±∞ where even the most extreme split is not significant). For "poi" it is mapped to the PoI scale
+    by π(Δ) = P(X − Δ̂ + Δ > Y) (Δ̂: the shift that makes P(X − Δ̂ > Y) = ½), and the thresholds
+    must be ½ (⇔ Δ = 0). p_greater tests H0 "effect ≤ support_above", p_less H0 "effect ≥ refute_below".
+    """
+    xs = [np.asarray(a, dtype=float)[None, :] for a in x]
+    ys = [np.asarray(b, dtype=float)[None, :] for b in y]
+    if stat == "poi" and (support_above != 0.5 or refute_below != 0.5):
+        raise ValueError("the permutation test of P(X > Y) judges against ½ only")
+    s_sup, s_ref = (0.0, 0.0) if stat == "poi" else (float(support_above), float(refute_below))
+    orders = permutation_orders([(a.shape[1], b.shape[1]) for a, b in zip(xs, ys)], pc.n_perm, pc.seed)
+
+    def pv(d: float) -> tuple[float, float]:
+        g, le = permutation_pvalues(permutation_stats(xs, ys, stat, d, orders))
+        return float(g[0]), float(le[0])
+
+    def point(d: float) -> float:
+        return float(permutation_stats(xs, ys, stat, d, [o[:1] for o in orders])[0, 0])
+
+    alpha = (1 - pc.confidence) / 2
+    lo_b = min(a.min() - b.max() for a, b in zip(xs, ys))
+    hi_b = max(a.max() - b.min() for a, b in zip(xs, ys))
+    pad = 1e-6 * max(1.0, hi_b - lo_b)
+    lo_b, hi_b = lo_b - pad, hi_b + pad
+    lo = -np.inf if pv(lo_b)[0] > alpha else _bisect(lambda d: pv(d)[0] > alpha, lo_b, hi_b)
+    hi = np.inf if pv(hi_b)[1] > alpha else _bisect(lambda d: pv(d)[1] <= alpha, lo_b, hi_b)
+    est = point(0.0)
+    if stat == "poi":
+        centre = _bisect(lambda d: point(d) < 0.5, lo_b, hi_b)
+        lo = 0.0 if not np.isfinite(lo) else point(centre - lo)
+        hi = 1.0 if not np.isfinite(hi) else point(centre - hi)
+    n = {"x": int(sum(a.shape[1] for a in xs)), "y": int(sum(b.shape[1] for b in ys))}
+    return Estimate(est, float(lo), float(hi), n, pv(s_sup)[0], pv(s_ref)[1])
+
+
+def holm(p: Sequence[float], alpha: float) -> list[bool]:
+    """Holm's step-down rejections at family-wise level ``alpha``: sort p ascending, reject the
+    i-th (0-based) while p_(i) ≤ alpha / (k − i); NaN never rejects and does not count in k."""
+    idx = [i for i in np.argsort(np.asarray(p, dtype=float)) if np.isfinite(p[i])]
+    out = [False] * len(p)
+    for rank, i in enumerate(idx):
+        if p[i] > alpha / (len(idx) - rank):
+            break
+        out[i] = True
+    return out
+
+
 def compare(
-    metrics: pd.DataFrame, x: str, y: str, col: str, stat: str, cfg: Mapping[str, Any], min_runs: int = 1
+    metrics: pd.DataFrame,
+    x: str,
+    y: str,
+    col: str,
+    stat: str,
+    cfg: Mapping[str, Any],
+    min_runs: int = 1,
+    support_above: float | None = None,
+    refute_below: float | None = None,
 ) -> tuple[Estimate | None, list[str], str]:
     """Estimate ``stat`` ("poi" or "diff") of algorithm x against y on ``col``, stratified over
-    the envs where both have at least ``min_runs`` usable runs. Returns (estimate, envs, why-none)."""
-    b = BootstrapCfg.from_cfg(cfg)
+    the envs where both have at least ``min_runs`` usable runs, with the stratified permutation
+    test (``permutation_estimate``; thresholds default to the null: ½ for "poi", 0 for "diff").
+    Returns (estimate, envs, why-none)."""
+    null = 0.5 if stat == "poi" else 0.0
+    sup = null if support_above is None else support_above
+    ref = null if refute_below is None else refute_below
     m = metrics[is_main(metrics["setting"]) & metrics["used"] & metrics[col].notna()]
     ex, ey = set(m.loc[m["algo"] == x, "env"]), set(m.loc[m["algo"] == y, "env"])
     if not ex or not ey:
@@ -418,9 +554,8 @@ def compare(
             [],
             f"fewer than {min_runs} usable runs per algorithm in every shared env ({', '.join(common)})",
         )
-    fn = stat_poi() if stat == "poi" else stat_diff()
-    est = stratified_bootstrap(
-        {"x": _strata(m, x, col, envs), "y": _strata(m, y, col, envs)}, fn, b.n_boot, b.confidence, b.seed
+    est = permutation_estimate(
+        _strata(m, x, col, envs), _strata(m, y, col, envs), stat, sup, ref, PermutationCfg.from_cfg(cfg)
     )
     return est, envs, ""
 

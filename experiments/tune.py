@@ -43,9 +43,8 @@ from algorithms.base import ConfigError, config_dict
 from experiments.envs import ROOT, EnvCatalog, load_catalog
 from experiments.matrix import env_slug
 
-TUNING_YAML = ROOT / "experiments" / "config" / "tuning.yaml"
-HYPERPARAMS_YAML = ROOT / "experiments" / "config" / "hyperparams.yaml"
 CONFIG_DIR = ROOT / "experiments" / "config"
+TUNING_YAML, HYPERPARAMS_YAML = CONFIG_DIR / "tuning.yaml", CONFIG_DIR / "hyperparams.yaml"
 RESULTS = ROOT / "results" / "tuning"
 SNAPSHOT = ROOT / "results" / "snapshot" / "tuning"
 LR_KNOB = "learning_rate_x"
@@ -329,6 +328,10 @@ def write_outputs(scores: Any, selection: list[dict[str, Any]], tuning: Mapping[
     snapshot = Path(snapshot)
     snapshot.mkdir(parents=True, exist_ok=True)
     write_text_atomic(snapshot / "runs.csv", scores.to_csv(index=False))
+    for s in selection:   # what the selected configuration ran with (its seeds' summary.json)
+        rows = scores[(scores["algo"] == s["algo"]) & (scores["env"] == s["env"]) & (scores["config"] == s["selected"])]
+        s["ran_with"] = next((json.loads(f.read_text())["hyperparams"] for d in rows["run_dir"]
+                              if (f := ROOT / d / "summary.json").exists()), None)
     entries = hyperparams_entries(selection, tuning)
     snippet = yaml_snippet(entries)
     prov = {**provenance(tuning_path), "code_fingerprint": code, "code_fingerprint_now": code_fingerprint()}
@@ -382,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.score_only:
         run_all([r for r in runs if a.envs is None or r.env in a.envs], a.jobs)
     if not a.score_only and a.code is None and code_fingerprint() != code:
-        print(f"warning: the code changed while tuning (fingerprint {code} → {code_fingerprint()}); "
-              "runs started after the change ran the new code", file=sys.stderr)
+        print(f"warning: the code changed while tuning ({code} → {code_fingerprint()})", file=sys.stderr)
     scores = score(runs, catalog)
     selection = select(scores, tuning.get("criterion", "auc_norm"), len(tuning["seeds"]),
                        float(tuning.get("tie_tolerance", 1e-9)))

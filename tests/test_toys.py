@@ -67,12 +67,14 @@ def test_gaussian_csvs(tmp_path):
 
 # --- NPG vs PG -----------------------------------------------------------------------------
 
-def perturbed_theta(seed: int = 0) -> np.ndarray:
-    return npg.initial_theta() + np.random.default_rng(seed).normal(0, 0.5, (npg.N_STATES, 2))
+def perturbed_theta(seed: int = 0, n: int = npg.N_STATES) -> np.ndarray:
+    return npg.initial_theta(n) + np.random.default_rng(seed).normal(0, 0.5, (n, 2))
 
 
-def test_exact_gradient_matches_finite_differences():
-    mdp, theta = npg.chain_mdp(), perturbed_theta()
+@pytest.mark.parametrize("problem", ["chain", "two-state"])
+def test_exact_gradient_matches_finite_differences(problem):
+    mdp = npg.chain_mdp() if problem == "chain" else npg.two_state_mdp()
+    theta = perturbed_theta() if problem == "chain" else npg.kakade_theta0() + 0.3
     g = npg.evaluate(theta, mdp)["g"]
     h, fd = 1e-6, np.zeros(theta.size)
     for i in range(theta.size):
@@ -103,42 +105,71 @@ def test_fisher_is_the_hessian_of_the_visitation_weighted_kl():
     np.testing.assert_allclose(ev["F"], H, atol=1e-6)
 
 
-def test_natural_gradient_is_the_advantage():
-    """Kakade 2001, tabular softmax: F⁺g = A(s, ·)/(1 − γ) up to a constant per state."""
-    mdp, theta = npg.chain_mdp(), perturbed_theta(2)
+@pytest.mark.parametrize("problem", ["chain", "two-state"])
+def test_natural_gradient_is_the_pseudo_inverse_fisher_times_the_gradient(problem):
+    """The closed form (A − mean A)/(1 − γ) against F⁺g from the full Fisher matrix."""
+    mdp = npg.chain_mdp() if problem == "chain" else npg.two_state_mdp()
+    theta = perturbed_theta(2) if problem == "chain" else npg.kakade_theta0() - 0.2
     ev = npg.evaluate(theta, mdp)
-    u = npg.direction("npg", ev).reshape(theta.shape)
-    A = (ev["Q"] - ev["V"][:, None]) / (1 - npg.GAMMA)
-    centred = [x - x.mean(1, keepdims=True) for x in (u, A)]
-    np.testing.assert_allclose(*centred, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(npg.direction("npg", ev), np.linalg.pinv(ev["F"], rcond=1e-12) @ ev["g"],
+                               rtol=1e-6, atol=1e-9)
 
 
-def test_npg_reaches_the_target_in_fewer_iterations_than_pg():
-    rows, summary = npg.experiment()
-    by = {r["method"]: r for r in summary}
-    J_opt = npg.GAMMA ** (npg.N_STATES - 1) / (1 - npg.GAMMA)        # walk right, then stay
-    assert by["npg"]["J_opt"] == pytest.approx(J_opt, rel=1e-12)
-    assert by["npg"]["iterations_to_target"] != "" and by["pg"]["iterations_to_target"] != ""
-    assert by["npg"]["iterations_to_target"] < by["pg"]["iterations_to_target"]
-    for m in ("pg", "npg"):
-        assert by[m]["final_J"] == pytest.approx(J_opt, rel=1e-6)
-    J = [r["J"] for r in rows if r["method"] == "npg"]
-    assert all(b >= a - 1e-12 for a, b in zip(J, J[1:]))                 # NPG improves monotonically
+def test_two_state_mdp_is_kakades():
+    """Self-loops pay 1 in i and 2 in j, switching pays 0; π₀ stays in i w.p. 0.8, in j w.p. 0.1;
+    ρ₀ = π₀'s stationary distribution (ρ(i) = 0.9/1.1); optimum: go to j and stay."""
+    P, r, rho0 = npg.two_state_mdp()
+    pi0 = npg.policy(npg.kakade_theta0())
+    np.testing.assert_allclose(pi0[:, npg.STAY], [0.8, 0.1])
+    np.testing.assert_allclose(rho0, [0.9 / 1.1, 0.2 / 1.1])
+    np.testing.assert_allclose(rho0 @ np.einsum("sa,sat->st", pi0, P), rho0)       # stationary
+    for gamma in npg.TWO_STATE_GAMMAS:
+        v_j = 2 / (1 - gamma)
+        assert npg.optimal_return((P, r, rho0), gamma) == pytest.approx(rho0 @ [gamma * v_j, v_j], rel=1e-10)
 
 
-def test_both_methods_take_the_same_kl_step():
-    """Fairness: every step has the same quadratic-model KL δ, whatever the direction."""
-    ev = npg.evaluate(perturbed_theta(3), npg.chain_mdp())
-    for m in npg.METHODS:
-        step = npg.kl_step(npg.direction(m, ev), ev["F"], npg.DELTA)
-        assert 0.5 * step @ ev["F"] @ step == pytest.approx(npg.DELTA, rel=1e-9)
+def test_fixed_rate_npg_drastically_faster_on_kakades_problems():
+    """Primary rule: each method at its best rate of one grid. PG is throttled by the visitation
+    weight of its gradient; NPG is not (Kakade 2001)."""
+    _, summary = npg.experiment(budget=2000, only=["two-state γ=0.9", "chain-6"])
+    by = {(r["problem"], r["rule"], r["method"]): r for r in summary}
+    for problem in ("two-state γ=0.9", "chain-6"):
+        n_npg = by[(problem, "fixed", "npg")]["iterations_to_target"]
+        n_pg = by[(problem, "fixed", "pg")]["iterations_to_target"]
+        assert n_npg != "" and n_npg <= 3
+        assert n_pg == "" or n_pg > 5 * n_npg
+    assert by[("chain-6", "fixed", "pg")]["iterations_to_target"] == ""        # stalls within the budget
+    assert by[("chain-6", "fixed", "pg")]["final_J"] < by[("chain-6", "fixed", "pg")]["target"]
+
+
+def test_best_rate_is_the_fastest_of_the_grid():
+    mdp, theta0 = npg.two_state_mdp(), npg.kakade_theta0()
+    J0, J_opt = float(npg.values(theta0, mdp)["J"]), npg.optimal_return(mdp)
+    target = J0 + npg.TARGET_FRACTION * (J_opt - J0)
+    _, summary = npg.experiment(budget=500, only=["two-state γ=0.9"])
+    row = next(r for r in summary if r["rule"] == "fixed" and r["method"] == "pg")
+    for lr in npg.LR_GRID:       # one rate at a time: nothing faster than the reported best
+        hit, _ = npg.train("pg", "fixed", mdp, theta0, npg.GAMMA, np.array([lr]), target, 500)
+        assert hit[0] < 0 or hit[0] >= row["iterations_to_target"]
+
+
+def test_kl_rule_takes_a_kl_delta_step_even_where_the_gradient_vanishes():
+    """Every step of the secondary rule has quadratic-model KL δ (full F as the oracle), also on a
+    10-state chain whose PG gradient is ~1e-17: no stationarity tolerance stops it."""
+    for mdp, theta in ((npg.chain_mdp(), perturbed_theta(3)), (npg.chain_mdp(10), npg.initial_theta(10, 5.0))):
+        ev = npg.evaluate(theta, mdp)
+        for m in npg.METHODS:
+            step = npg.kl_step(npg.direction(m, ev), ev, npg.DELTA).reshape(-1)
+            assert 0.5 * step @ ev["F"] @ step == pytest.approx(npg.DELTA, rel=1e-6)
+    assert np.abs(ev["g"]).max() < 1e-12
 
 
 def test_npg_vs_pg_csvs(tmp_path):
-    assert npg.main(["--out", str(tmp_path), "--max-iter", "30"]) == 0
+    assert npg.main(["--out", str(tmp_path), "--budget", "30", "--only", "two-state γ=0.9", "chain-4"]) == 0
     cols, rows = read_csv(tmp_path / "npg_vs_pg.csv")
-    assert cols == ["method", "iter", "J"]
-    assert [r["iter"] for r in rows if r["method"] == "pg"] == [str(i) for i in range(31)]
+    assert cols == npg.CURVE_COLUMNS
+    assert {(r["problem"], r["rule"], r["method"]) for r in rows} == {
+        (p, rule, m) for p in ("two-state γ=0.9", "chain-4") for rule in npg.RULES for m in npg.METHODS}
     cols, rows = read_csv(tmp_path / "npg_vs_pg_summary.csv")
-    assert cols == ["method", "iterations_to_target", "target", "final_J", "J_opt"]
-    assert [r["method"] for r in rows] == ["pg", "npg"]
+    assert cols == npg.SUMMARY_COLUMNS and len(rows) == 8
+    assert all(r["iterations_to_target"] == "" or int(r["iterations_to_target"]) <= 30 for r in rows)

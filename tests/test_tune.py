@@ -204,3 +204,23 @@ def test_hyperparams_yaml_holds_the_committed_selection() -> None:
                 assert (list(got) if isinstance(got, tuple) else got) == v, (algo, env, k)
             checked += 1
     assert checked >= 2
+
+
+def test_evaluation_runs_use_exactly_the_configuration_that_was_tuned() -> None:
+    """The full resolved config of every tuned (algo, env) today equals what its tuning runs ran
+    with (selection.json `ran_with`, from their summary.json). Fails when a default or a
+    `family:` setting changed after tuning: re-run `python -m experiments.tune`."""
+    from algorithms.base import config_dict
+    from experiments.runner import resolve_hyperparams
+    sel = json.loads((tune.SNAPSHOT / "selection.json").read_text())
+    catalog = load_catalog()
+    stale = {}
+    for s in sel["selection"]:
+        if s["selected"] is None:
+            continue
+        _, cfg = resolve_hyperparams(s["algo"], catalog.get(s["env"]), {})
+        now = config_dict(cfg)
+        diff = {k: (s["ran_with"].get(k), now[k]) for k in now if s["ran_with"].get(k) != now[k]}
+        if diff:
+            stale[(s["algo"], s["env"])] = diff
+    assert not stale, f"tuned with ≠ resolved now (tuned, now): {stale}"

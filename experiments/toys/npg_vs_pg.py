@@ -1,30 +1,44 @@
-"""Natural vs vanilla policy gradient with exact gradients and Fisher matrices (seed §4.5.2).
+"""Natural vs vanilla policy gradient with exact gradients (seed §4.5.2), on Kakade's own problems.
 
-Kakade's (2001) setting: a tabular softmax policy π_θ(a|s) ∝ exp θ[s, a] on a small MDP,
-with everything computed exactly (no sampling). The MDP is a deterministic chain of
-``N_STATES`` states, actions left/right, start in state 0, discount γ; staying put at the
-right end pays 1 (optionally, ``--r-left``, staying put at the left end pays a small
-distractor reward, as the poorer self-loop of Kakade's two-state MDP). The initial policy
-prefers "left" in every state (π(right) ≈ 0.018), so the rewarding end is rarely visited.
+A tabular softmax policy π_θ(a|s) ∝ exp θ[s, a], everything computed exactly (no sampling):
 
-With ρ₀ the start distribution, P_π the state transition matrix under π, r_π the expected
-reward:
+* ``two-state``  Kakade (2001, "A Natural Policy Gradient", §6 and Fig. 1A): two states i, j, in each
+  a self-loop and a switch to the other state; the self-loop pays 1 in i and 2 in j, a switch pays 0.
+  The initial policy stays in i with probability 0.8 and in j with 0.1, so the process sits mostly in
+  i (stationary ρ(i) ≈ 0.82): the gradient towards "stay in j" is weighted by the small visitation of
+  j and vanishes as the policy learns to stay in i. Kakade optimised the average reward; here the
+  discounted return from the initial policy's stationary distribution, γ ∈ {0.9, 0.99}.
+  (Reconstructed from the paper's description of Fig. 1A; the transition structure, rewards and
+  initial policy match public re-implementations of the experiment.)
+* ``chain-n``    a deterministic chain of n states (n swept), actions left/right, start in state 0;
+  staying put at the right end pays 1. The initial policy prefers "left" everywhere (π(right) ≈ 0.018),
+  so the visitation of the rewarding end, and with it the gradient, is exponentially small in n.
 
-    V = (I − γ P_π)⁻¹ r_π,   Q(s, a) = r(s, a) + γ Σ_s' P(s'|s, a) V(s'),   J(θ) = ρ₀ᵀ V
+With ρ₀ the start distribution, P_π the state transition matrix under π, r_π the expected reward:
+
+    V = (I − γ P_π)⁻¹ r_π,   Q(s, a) = r(s, a) + γ Σ_s' P(s'|s, a) V(s'),   A = Q − V,   J(θ) = ρ₀ᵀ V
     d(s) = (1 − γ) [ρ₀ᵀ (I − γ P_π)⁻¹](s)                   normalised discounted visitation
-    ψ_{s,a} = ∇_θ log π(a|s) = e_{s,a} − Σ_b π(b|s) e_{s,b}
-    g = ∇J = 1/(1 − γ) Σ_s d(s) Σ_a π(a|s) Q(s, a) ψ_{s,a}       (policy gradient theorem)
-    F = Σ_s d(s) Σ_a π(a|s) ψ_{s,a} ψ_{s,a}ᵀ                       (Fisher, Kakade 2001)
+    g = ∇J:  g[s, a] = d(s) π(a|s) A(s, a) / (1 − γ)        (policy gradient theorem)
+    F = Σ_s d(s) Σ_a π(a|s) ψ_{s,a} ψ_{s,a}ᵀ,   ψ_{s,a} = ∇_θ log π(a|s)     (Fisher, Kakade 2001)
 
-Directions: PG u = g; NPG u = F⁺ g (F is singular along adding a constant to one state's
-logits, which g is orthogonal to). The vanilla gradient of a state is weighted by its
-visitation d(s); the natural gradient divides that weight out (F⁺g = A/(1 − γ) per state).
+Directions: PG u = g; NPG u = F⁺g = (A(s, ·) − mean_a A(s, ·)) / (1 − γ) per visited state (F's
+block of state s is d(s)(diag π_s − π_s π_sᵀ), which maps A(s, ·) to d(s) π_s ⊙ A(s, ·); the minimum-norm
+solution drops the constant null direction). The visitation weight d(s) that throttles PG cancels.
 
-Fairness: both methods take the *same* step rule, the trust region of NPG/TRPO,
-Δθ = √(2δ / uᵀ F u) · u, so every step moves the policy by the same quadratic-model KL δ
-and only the direction differs (a tuned fixed step size would instead reward whichever
-method's gradient happens to have the right scale). Deterministic: no sampling, no RNG.
+Step rules (``RULES``):
+
+* ``fixed`` (primary, as claim C1): θ ← θ + η u with each method's best η from the same grid
+  ``LR_GRID`` (fewest iterations to the target; ties → the smaller η). The gradient's magnitude matters,
+  as in Kakade's experiments. The grid matters too: on the chain, the rate PG would need grows like the
+  inverse of its vanishing gradient (≈ 1e8 at n = 6, 1e12 at n = 8); a best rate at the grid's edge is
+  flagged (``rate_at_grid_edge``).
+* ``kl`` (secondary): θ ← θ + √(2δ / uᵀFu) u, every step of the same quadratic-model KL δ, so only
+  the direction differs (the rule of NPG/TRPO; it removes PG's vanishing magnitude).
+
+Outcome: iterations until J ≥ J(θ₀) + ``TARGET_FRACTION`` (J* − J(θ₀)), capped at ``budget`` (reported
+as not reached within the budget). No stationarity tolerance. Deterministic: no RNG.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,21 +48,26 @@ import numpy as np
 
 from experiments.io import write_csv_atomic
 
-N_STATES = 6
 GAMMA = 0.9
-R_LEFT = 0.0            # reward for staying at the left end (the optional distractor)
-DELTA = 0.01            # δ, the per-step KL budget shared by both methods
-THETA0_BIAS = 2.0       # initial logits: +bias for left, −bias for right → π(right) ≈ 0.018
-TARGET_FRACTION = 0.9   # target J = J(θ₀) + 0.9 (J_opt − J(θ₀))
-MAX_ITER = 200
-SATURATION_TOL = 1e-8   # F̂_s eigenvalues below this count as zero (deterministic state)
-STATIONARY_TOL = 1e-12  # ‖u‖ below this: a stationary point, no step
+N_STATES = 6  # default chain length (tests); the experiment sweeps CHAIN_LENGTHS
+CHAIN_LENGTHS = (2, 4, 6, 8, 10)
+TWO_STATE_GAMMAS = (0.9, 0.99)
+THETA0_BIAS = 2.0  # chain: logits +bias for left, −bias for right → π(right) ≈ 0.018
+KAKADE_STAY = (0.8, 0.1)  # two-state: initial π(stay | i), π(stay | j)
+TARGET_FRACTION = 0.9
+LR_GRID = tuple(10.0 ** (k / 2) for k in range(-4, 9))  # 0.01 … 1e4, half-decades
+DELTA = 0.01  # δ of the KL rule
+BUDGET = 20_000  # iterations
 METHODS = ("pg", "npg")
+RULES = ("fixed", "kl")
 LEFT, RIGHT = 0, 1
+STAY, SWITCH = 0, 1
+
+MDP = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def chain_mdp(n: int = N_STATES, r_left: float = R_LEFT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P[s, a, s'], r[s, a], ρ₀) of the chain."""
+def chain_mdp(n: int = N_STATES, r_left: float = 0.0) -> MDP:
+    """(P[s, a, s'], r[s, a], ρ₀) of the chain (``r_left``: reward for staying at the left end)."""
     P = np.zeros((n, 2, n))
     r = np.zeros((n, 2))
     for s in range(n):
@@ -67,131 +86,173 @@ def initial_theta(n: int = N_STATES, bias: float = THETA0_BIAS) -> np.ndarray:
     return theta
 
 
+def kakade_theta0(stay: tuple[float, float] = KAKADE_STAY) -> np.ndarray:
+    """Logits with π(stay | i) = stay[0], π(stay | j) = stay[1]."""
+    p = np.asarray(stay, dtype=float)
+    return np.log(np.stack([p, 1 - p], axis=1))
+
+
+def two_state_mdp(theta0: np.ndarray | None = None) -> MDP:
+    """Kakade's two-state MDP; ρ₀ = the stationary distribution of the policy ``theta0``."""
+    P = np.zeros((2, 2, 2))
+    for s in range(2):
+        P[s, STAY, s] = 1.0
+        P[s, SWITCH, 1 - s] = 1.0
+    r = np.array([[1.0, 0.0], [2.0, 0.0]])
+    pi = policy(kakade_theta0() if theta0 is None else theta0)
+    leave = pi[:, SWITCH]  # stationary distribution of a two-state chain: ρ(i) ∝ P(j → i)
+    rho0 = np.array([leave[1], leave[0]]) / leave.sum()
+    return P, r, rho0
+
+
 def policy(theta: np.ndarray) -> np.ndarray:
-    z = theta - theta.max(1, keepdims=True)
+    """Softmax over the last axis (any leading batch axes)."""
+    z = theta - theta.max(-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return e / e.sum(-1, keepdims=True)
 
 
-def evaluate(theta: np.ndarray, mdp, gamma: float = GAMMA) -> dict:
-    """Exact J, V, Q, d, g = ∇J and F of the softmax policy θ (shape S × A)."""
+def values(theta: np.ndarray, mdp: MDP, gamma: float = GAMMA) -> dict[str, np.ndarray]:
+    """Exact J, V, Q, A, d, π and g for a batch of policies θ (shape … × S × A)."""
     P, r, rho0 = mdp
-    S, A = r.shape
+    S = r.shape[0]
     pi = policy(theta)
-    P_pi = np.einsum("sa,sat->st", pi, P)
-    r_pi = (pi * r).sum(1)
+    P_pi = np.einsum("...sa,sat->...st", pi, P)
     M = np.eye(S) - gamma * P_pi
-    V = np.linalg.solve(M, r_pi)
-    Q = r + gamma * P @ V
-    d = (1 - gamma) * np.linalg.solve(M.T, rho0)
-    # ψ[s, a, (s', b)] = ∇_θ[s', b] log π(a|s) = [s' = s] ([b = a] − π(b|s))
-    psi = np.einsum("st,ab->satb", np.eye(S), np.eye(A)) - np.einsum("st,tb->stb", np.eye(S), pi)[:, None]
+    V = np.linalg.solve(M, (pi * r).sum(-1)[..., None])[..., 0]
+    Q = r + gamma * np.einsum("sat,...t->...sa", P, V)
+    d = (1 - gamma) * np.linalg.solve(np.swapaxes(M, -1, -2), np.broadcast_to(rho0, V.shape)[..., None])[..., 0]
+    A = Q - V[..., None]
+    g = d[..., None] * pi * A / (1 - gamma)
+    return {"J": V @ rho0, "V": V, "Q": Q, "A": A, "d": d, "pi": pi, "g": g}
+
+
+def evaluate(theta: np.ndarray, mdp: MDP, gamma: float = GAMMA) -> dict:
+    """``values`` of one θ (S × A) plus the full Fisher F = Σ_s d(s) Σ_a π ψψᵀ (flattened S·A × S·A)
+    and the flattened gradient; the independent oracle of the tests."""
+    ev = values(theta, mdp, gamma)
+    S, A = theta.shape
+    psi = np.einsum("st,ab->satb", np.eye(S), np.eye(A)) - np.einsum("st,tb->stb", np.eye(S), ev["pi"])[:, None]
     psi = psi.reshape(S, A, S * A)
-    w = d[:, None] * pi                                         # d(s) π(a|s)
-    g = np.einsum("sa,sa,sap->p", w, Q, psi) / (1 - gamma)
+    w = ev["d"][:, None] * ev["pi"]
     F = np.einsum("sa,sap,saq->pq", w, psi, psi)
-    return {"J": float(rho0 @ V), "V": V, "Q": Q, "d": d, "pi": pi, "g": g, "F": F}
+    return {**ev, "J": float(ev["J"]), "g": ev["g"].reshape(-1), "F": F}
 
 
-def optimal_return(mdp, gamma: float = GAMMA, iters: int = 10_000) -> float:
-    """J_opt: value iteration for the greedy policy, then its exact return."""
-    P, r, _ = mdp
+def optimal_return(mdp: MDP, gamma: float = GAMMA, iters: int = 100_000) -> float:
+    """J*: value iteration to convergence, then the exact return of its greedy policy."""
+    P, r, rho0 = mdp
     V = np.zeros(r.shape[0])
     for _ in range(iters):
         V_new = (r + gamma * P @ V).max(1)
-        done = np.max(np.abs(V_new - V)) < 1e-12
+        done = np.max(np.abs(V_new - V)) < 1e-13
         V = V_new
         if done:
             break
     greedy = (r + gamma * P @ V).argmax(1)
-    theta = np.full(r.shape, -np.inf)
-    theta[np.arange(r.shape[0]), greedy] = 0.0
-    return evaluate(theta, mdp, gamma)["J"]
+    P_g = P[np.arange(len(greedy)), greedy]
+    return float(rho0 @ np.linalg.solve(np.eye(len(V)) - gamma * P_g, r[np.arange(len(greedy)), greedy]))
 
 
-def direction(method: str, ev: dict) -> np.ndarray:
-    """PG: u = g. NPG: u = F⁺ g, solved per state on F's diagonal blocks F_s = d(s) F̂_s.
-
-    F̂_s = diag π_s − π_s π_sᵀ has eigenvalues 0 (adding a constant to the state's logits)
-    and 2π(1 − π) (two actions). Eigenvalues of F̂_s below ``SATURATION_TOL`` are treated as
-    zero: a state whose policy is deterministic to that precision is left as it is, instead
-    of dividing rounding noise in g by a vanishing curvature.
-    """
+def direction(method: str, ev: dict, gamma: float = GAMMA) -> np.ndarray:
+    """PG: u = g. NPG: u = F⁺g = (A − mean_a A) / (1 − γ) in every visited state (d(s) > 0), 0 elsewhere."""
     if method == "pg":
         return ev["g"]
-    S, A = ev["pi"].shape
-    idx = np.arange(S)
-    d = np.where(ev["d"] > 0, ev["d"], 1.0)       # an unreachable state has F_s = 0, g_s = 0
-    blocks = ev["F"].reshape(S, A, S, A)[idx, :, idx, :] / d[:, None, None]     # F̂_s
-    g_s = ev["g"].reshape(S, A) / d[:, None]
-    lam, vec = np.linalg.eigh(blocks)
-    inv = np.where(lam > SATURATION_TOL, 1.0 / np.where(lam > SATURATION_TOL, lam, 1.0), 0.0)
-    return np.einsum("sij,sj,skj,sk->si", vec, inv, vec, g_s).reshape(-1)
+    A = ev["A"]
+    u = (A - A.mean(-1, keepdims=True)) / (1 - gamma)
+    return np.where(ev["d"][..., None] > 0, u, 0.0).reshape(np.shape(ev["g"]))
 
 
-def kl_step(u: np.ndarray, F: np.ndarray, delta: float) -> np.ndarray:
-    """Δθ = √(2δ / uᵀFu) u, the step whose quadratic KL model ½ΔθᵀFΔθ equals δ. At a
-    stationary point (‖u‖ ≤ ``STATIONARY_TOL``) no step is taken rather than blowing
-    rounding noise up to a KL of δ."""
-    uFu = float(u @ F @ u)
-    if not np.linalg.norm(u) > STATIONARY_TOL or not uFu > 0:
-        return np.zeros_like(u)
-    return np.sqrt(2 * delta / uFu) * u
+def kl_step(u: np.ndarray, ev: dict, delta: float) -> np.ndarray:
+    """Δθ = √(2δ / uᵀFu) u, the step whose quadratic KL model ½ΔθᵀFΔθ equals δ; uᵀFu =
+    Σ_s d(s) Var_{a∼π(·|s)}[u(s, a)]. No step where uᵀFu = 0 (u constant in every visited state)."""
+    u = u.reshape(ev["pi"].shape)
+    mean = (ev["pi"] * u).sum(-1, keepdims=True)
+    uFu = (ev["d"] * (ev["pi"] * (u - mean) ** 2).sum(-1)).sum(-1)
+    scale = np.sqrt(2 * delta / np.where(uFu > 0, uFu, 1.0)) * (uFu > 0)
+    return scale[..., None, None] * u
 
 
-def train(method: str, mdp=None, theta0: np.ndarray | None = None, delta: float = DELTA,
-          max_iter: int = MAX_ITER, gamma: float = GAMMA) -> list[float]:
-    """J after 0, 1, …, max_iter trust-region steps of ``method``."""
-    mdp = chain_mdp() if mdp is None else mdp
-    theta = (initial_theta() if theta0 is None else theta0).copy()
-    returns = []
-    for _ in range(max_iter + 1):
-        ev = evaluate(theta, mdp, gamma)
-        returns.append(ev["J"])
-        theta = theta + kl_step(direction(method, ev), ev["F"], delta).reshape(theta.shape)
-    return returns
+def train(method: str, rule: str, mdp: MDP, theta0: np.ndarray, gamma: float, rates: np.ndarray,
+          target: float, budget: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Run every rate of ``rates`` (η for ``fixed``, δ for ``kl``) in a batch until J ≥ ``target`` or
+    ``budget`` iterations. Returns (iterations to target, −1 if not reached; J curves, rates × budget+1)."""
+    rates = np.asarray(rates, dtype=float)
+    theta = np.broadcast_to(theta0, (len(rates), *theta0.shape)).copy()
+    hit = np.full(len(rates), -1)
+    curve = np.full((len(rates), budget + 1), np.nan)
+    for it in range(budget + 1):
+        ev = values(theta, mdp, gamma)
+        curve[:, it] = ev["J"]
+        hit = np.where((hit < 0) & (ev["J"] >= target), it, hit)
+        if (hit >= 0).all() or it == budget:
+            break
+        u = direction(method, ev, gamma)
+        step = rates[:, None, None] * u if rule == "fixed" else kl_step(u, ev, 1.0) * np.sqrt(rates)[:, None, None]
+        theta = theta + np.where((hit >= 0)[:, None, None], 0.0, step)
+    return hit, curve
 
 
-def iterations_to(returns: list[float], target: float) -> int | None:
-    return next((i for i, J in enumerate(returns) if J >= target), None)
+def problems() -> list[tuple[str, MDP, np.ndarray, float]]:
+    """(name, MDP, θ₀, γ) of Kakade's two-state MDP and the chain sweep."""
+    out = [(f"two-state γ={g}", two_state_mdp(), kakade_theta0(), g) for g in TWO_STATE_GAMMAS]
+    return out + [(f"chain-{n}", chain_mdp(n), initial_theta(n), GAMMA) for n in CHAIN_LENGTHS]
 
 
-def experiment(delta: float = DELTA, max_iter: int = MAX_ITER,
-               r_left: float = R_LEFT) -> tuple[list[dict], list[dict]]:
-    """(curve rows, summary rows); the target is 90 % of the way from J(θ₀) to J_opt."""
-    mdp = chain_mdp(r_left=r_left)
-    J_opt = optimal_return(mdp)
-    curves = {m: train(m, mdp, delta=delta, max_iter=max_iter) for m in METHODS}
-    J0 = curves[METHODS[0]][0]
-    target = J0 + TARGET_FRACTION * (J_opt - J0)
-    rows = [{"method": m, "iter": i, "J": J} for m in METHODS for i, J in enumerate(curves[m])]
-    summary = []
-    for m in METHODS:
-        n = iterations_to(curves[m], target)
-        summary.append({"method": m, "iterations_to_target": "" if n is None else n, "target": target,
-                        "final_J": curves[m][-1], "J_opt": J_opt})
+def _log_iters(n: int, points: int = 300) -> np.ndarray:
+    return np.unique(np.r_[np.arange(min(n, 100) + 1), np.geomspace(1, max(n, 1), points).astype(int)])
+
+
+def experiment(budget: int = BUDGET, delta: float = DELTA,
+               only: list[str] | None = None) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """(curve rows, summary rows) per problem × rule × method at the method's best rate."""
+    rows, summary = [], []
+    for name, mdp, theta0, gamma in problems():
+        if only and name not in only:
+            continue
+        J0 = float(values(theta0, mdp, gamma)["J"])
+        J_opt = optimal_return(mdp, gamma)
+        target = J0 + TARGET_FRACTION * (J_opt - J0)
+        for rule in RULES:
+            grid = np.array(LR_GRID) if rule == "fixed" else np.array([delta])
+            for m in METHODS:
+                hit, curve = train(m, rule, mdp, theta0, gamma, grid, target, budget)
+                ok = hit >= 0
+                best = int(np.flatnonzero(ok)[np.argmin(hit[ok])]) if ok.any() else int(np.nanargmax(
+                    np.nanmax(curve, axis=1)))  # fmt: skip
+                c = curve[best]
+                last = int(np.flatnonzero(np.isfinite(c))[-1])
+                rows += [{"problem": name, "rule": rule, "method": m, "iter": int(i), "J": float(c[i])}
+                         for i in _log_iters(last)]  # fmt: skip
+                summary.append({"problem": name, "rule": rule, "method": m,
+                                "iterations_to_target": int(hit[best]) if ok.any() else "", "budget": budget,
+                                "rate": float(grid[best]),
+                                "rate_at_grid_edge": rule == "fixed" and best in (0, len(grid) - 1), "gamma": gamma,
+                                "J0": J0, "target": target,
+                                "final_J": float(c[last]), "J_opt": J_opt})  # fmt: skip
     return rows, summary
 
 
-CURVE_COLUMNS = ["method", "iter", "J"]
-SUMMARY_COLUMNS = ["method", "iterations_to_target", "target", "final_J", "J_opt"]
+CURVE_COLUMNS = ["problem", "rule", "method", "iter", "J"]
+SUMMARY_COLUMNS = ["problem", "rule", "method", "iterations_to_target", "budget", "rate", "rate_at_grid_edge", "gamma",
+                   "J0", "target", "final_J", "J_opt"]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.toys.npg_vs_pg", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--delta", type=float, default=DELTA)
-    p.add_argument("--max-iter", type=int, default=MAX_ITER)
-    p.add_argument("--r-left", type=float, default=R_LEFT, help="distractor reward at the left end")
+    p.add_argument("--budget", type=int, default=BUDGET, help="iterations before 'did not reach'")
+    p.add_argument("--delta", type=float, default=DELTA, help="δ of the KL rule")
+    p.add_argument("--only", nargs="*", default=None, help="problem names (default: all)")
     a = p.parse_args(argv)
-    rows, summary = experiment(a.delta, a.max_iter, a.r_left)
+    rows, summary = experiment(a.budget, a.delta, a.only)
     write_csv_atomic(a.out / "npg_vs_pg.csv", rows, CURVE_COLUMNS)
     write_csv_atomic(a.out / "npg_vs_pg_summary.csv", summary, SUMMARY_COLUMNS)
     for s in summary:
         n = s["iterations_to_target"]
-        print(f"{s['method']:>3} iterations_to_target={'-' if n == '' else n} target={s['target']:.4f} "
-              f"final_J={s['final_J']:.4f} J_opt={s['J_opt']:.4f}")
+        print(f"{s['problem']:<16} {s['rule']:<5} {s['method']:>3} rate={s['rate']:<8.3g} iterations_to_target="
+              f"{'>' + str(s['budget']) if n == '' else n} target={s['target']:.4f} J*={s['J_opt']:.4f}")
     return 0
 
 

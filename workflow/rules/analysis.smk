@@ -53,7 +53,7 @@ _cap = lambda name: f"../report/{name}.rst"   # noqa: E731  (no `def` beside rul
 
 ANALYSIS_TARGETS = (
     [f"{_T}/{n}" for n in ("runs.csv", "curves.parquet", "curves.csv", "updates.parquet", "run_metrics.csv",
-                           "stats.csv", "poi.csv", "claims.csv", "claims_parts.csv", "claims.md",
+                           "stats.csv", "poi.csv", "claims.csv", "claims_parts.csv", "claims.md", "calibration.csv",
                            "claims.html", "runs.html", "stats.html", "poi.html", "hyperparams.md",
                            "hyperparams.html")]
     + [f"{_F}/{v}" for v in _FIGURES.values()]
@@ -204,10 +204,31 @@ if SWEEPS:
             _STEP
 
 
+rule calibration:
+    """A/A false-verdict rate and minimum detectable effect of every claim's test at this matrix's design
+    (analysis/calibrate.py; simulated scores resampled from the committed snapshot's per-run metrics)."""
+    input:
+        scores=str(Path(workflow.basedir, ANALYSIS_CFG.get("calibration", {}).get(
+            "scores", "results/snapshot/default/tables/run_metrics.csv"))),
+        thresholds=str(Path(workflow.basedir, "experiments/config/claims.yaml")),
+    output:
+        csv=report(f"{_T}/calibration.csv", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
+    params:
+        cfg=ANALYSIS_CFG,
+        matrix={k: config[k] for k in ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "exclude")
+                if k in config},
+    log:
+        f"{RESULTS}/logs/analysis/calibration.log",
+    localrule: True
+    script:
+        _STEP
+
+
 rule analysis_claims:
     """C1–C6 verdicts from the data (thresholds: claims.yaml / config `claims:`)."""
     input:
         metrics=f"{_T}/run_metrics.csv",
+        calibration=f"{_T}/calibration.csv",
         updates=f"{_T}/updates.parquet",
         **{f"toy_{k}": v for k, v in TOY_INPUTS.items()},
         **({"sweeps": SWEEPS_CSV} if SWEEPS else {}),
