@@ -245,8 +245,10 @@ def run(config_path: str | Path, out: str | Path, cfg: Mapping[str, Any] | None 
     config = yaml.safe_load(Path(config_path).read_text())
     cfg = cfg if cfg is not None else load_config(config.get("claims"))
     scores = Path((cfg.get("calibration", {}) or {}).get("scores", "results/snapshot/default/tables/run_metrics.csv"))
-    metrics = pd.read_csv(scores if scores.is_absolute() else ROOT / scores)
-    table = calibrate(config, cfg, metrics, n_sim)
+    scores = scores if scores.is_absolute() else ROOT / scores
+    if not scores.exists():  # a tree without the snapshot: this matrix's own per-run metrics
+        scores = Path(out).with_name("run_metrics.csv")
+    table = calibrate(config, cfg, pd.read_csv(scores), n_sim)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table

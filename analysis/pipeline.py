@@ -187,10 +187,13 @@ CLAIM_COLUMNS = [
     "effect",
     "ci_low",
     "ci_high",
+    "false_verdict_rate",
+    "mde",
     "metric",
     "test",
     "runs_used",
     "reason",
+    "provenance_warning",
 ]
 
 

@@ -368,3 +368,90 @@ def test_figures_without_data_are_placeholders(tmp_path):
     figures.sweep_robustness(None, "norm_final", tmp_path / "s.png")
     for n in ("a", "k", "g", "s"):
         assert _is_png(tmp_path / f"{n}.png")
+
+
+# --------------------------------------------------------------------------------------------
+# issue 13: the permutation test, Holm, calibration columns, provenance, C1's range, C2 on Kakade's problems
+def _metrics(x: list[float], y: list[float], env: str = "CartPole-v1") -> pd.DataFrame:
+    rows = [{"algo": a, "env": env, "seed": i, "setting": "", "used": True, "status": "ok", "auc_norm": v}
+            for a, vals in (("x", x), ("y", y)) for i, v in enumerate(vals)]
+    return pd.DataFrame(rows)
+
+
+def test_compare_part_uses_the_calibrated_test():
+    """3 v 3 runs in one env, fully separated: the percentile bootstrap calls it supported, but no split
+    of 6 runs is significant at α/2 = 0.025 (p = 1/20), so the verdict is inconclusive."""
+    m = _metrics([0.9, 0.95, 1.0], [0.1, 0.15, 0.2])
+    boot = stats.stratified_bootstrap({"x": [np.array([0.9, 0.95, 1.0])], "y": [np.array([0.1, 0.15, 0.2])]},
+                                      stats.stat_diff(), 2000)
+    assert boot.lo > 0  # the former rule
+    p = claims._compare_part("p", m, "x", "y", "auc_norm", "diff", CFG, 0.0, 0.0, "auc_norm")
+    assert p.verdict == INCONCLUSIVE and p.p_greater == pytest.approx(0.05, abs=0.01)
+    m6 = pd.concat([_metrics([0.9, 0.95, 1.0], [0.1, 0.15, 0.2], e) for e in ("a", "b", "c")])
+    p6 = claims._compare_part("p", m6, "x", "y", "auc_norm", "diff", CFG, 0.0, 0.0, "auc_norm")
+    assert p6.verdict == SUPPORTED and p6.p_greater == pytest.approx(1 / 8000, abs=0.002)  # (1/20)³
+
+
+def test_holm_before_not_supported():
+    parts = [claims.Part(f"p{i}", NOT_SUPPORTED, "", "", p_less=p) for i, p in enumerate((0.001, 0.02, 0.02))]
+    c = claims.Claim("C3", parts)
+    claims.apply_holm(c, 0.025)
+    assert [p.verdict for p in c.parts] == [NOT_SUPPORTED, INCONCLUSIVE, INCONCLUSIVE]  # 0.02 > 0.025 / 2
+    assert "Holm over 3 parts" in c.parts[1].reason and c.verdict == NOT_SUPPORTED
+
+
+def test_c1_headline_is_a_range_over_starts_not_a_ci(tmp_path):
+    _, t = build(tmp_path, algos=("ppo", "trpo"), seeds=(0, 1))
+    assert "range over starts" in t.loc["C1", "metric"] and "not a CI" in t.loc["C1", "metric"]
+    assert math.isnan(t.loc["C1", "ci_low"]) and math.isnan(t.loc["C1", "ci_high"])
+
+
+def test_claims_table_carries_calibration_and_provenance(tmp_path):
+    root, _ = build(tmp_path, algos=("ppo", "trpo"), seeds=(0, 1, 2), toys=False)
+    T = root / "tables"
+    cal = pd.DataFrame([{"claim": "C4", "part": "sample efficiency", "design": "3 envs", "n_sim": 1000,
+                         "false_verdict_rate": 0.044, "nominal": 0.05, "calibrated": True, "mde": 0.29}])
+    cal.to_csv(T / "calibration.csv", index=False)
+    t = pipeline.make_claims(f"{T}/run_metrics.csv", f"{T}/updates.parquet", CFG, f"{T}/claims.csv",
+                             f"{T}/claims_parts.csv", f"{T}/claims.md", {}, None, f"{T}/calibration.csv")
+    t = t.set_index("claim")
+    assert t.loc["C4", "false_verdict_rate"] == pytest.approx(0.044) and t.loc["C4", "mde"] == pytest.approx(0.29)
+    assert math.isnan(t.loc["C5", "false_verdict_rate"])
+    parts = pd.read_csv(T / "claims_parts.csv")
+    assert {"false_verdict_rate", "mde", "p_greater", "p_less"} <= set(parts.columns)
+    md = (T / "claims.md").read_text()
+    import subprocess
+
+    last = subprocess.run(["git", "log", "-1", "--format=%H", "--", "experiments/config/claims.yaml"],
+                          capture_output=True, text=True, cwd=claims.CLAIMS_YAML.parent.parent.parent).stdout
+    assert last[:12] in md and "false_verdict_rate" in md
+
+
+def test_provenance_warns_when_thresholds_are_newer_than_the_runs():
+    import subprocess
+
+    repo = claims.CLAIMS_YAML.parent.parent.parent
+    root = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True,
+                          cwd=repo).stdout.split()[0]
+    p = claims.provenance(pd.DataFrame({"git_commit": [root, root]}))
+    assert p["runs_commit"] == root[:12] and "after the runs they judge" in p["provenance_warning"]
+
+
+def _npg_summary(pg_chain: object, pg_two: object = 25) -> pd.DataFrame:
+    rows = []
+    for problem, pg, npg_ in (("two-state γ=0.9", pg_two, 2), ("chain-6", pg_chain, 2)):
+        for rule, its in (("fixed", (pg, npg_)), ("kl", (15, 9))):
+            for m, n in zip(("pg", "npg"), its):
+                rows.append({"problem": problem, "rule": rule, "method": m, "iterations_to_target": n,
+                             "budget": 20000, "rate": 1.0, "rate_at_grid_edge": False})
+    return pd.DataFrame(rows)
+
+
+def test_c2_judges_each_problem_under_the_fixed_rate_rule():
+    c = claims.claim_c2(_npg_summary(np.nan), CFG)
+    assert [p.name for p in c.parts] == ["two-state γ=0.9", "chain-6"] and c.verdict == SUPPORTED
+    chain = c.parts[1]
+    assert chain.ci_low == pytest.approx(20000 / 2) and chain.ci_high == math.inf   # lower bound: PG never got there
+    assert "did not reach" in chain.runs_used and "secondary (KL-normalised) rule: PG 15 vs NPG 9" in chain.runs_used
+    assert claims.claim_c2(_npg_summary(6), CFG).verdict == INCONCLUSIVE          # 3x: between 2 and 5
+    assert claims.claim_c2(_npg_summary(3, 3), CFG).verdict == NOT_SUPPORTED      # 1.5x on both

@@ -10,7 +10,7 @@ A tabular softmax policy π_θ(a|s) ∝ exp θ[s, a], everything computed exactl
   discounted return from the initial policy's stationary distribution, γ ∈ {0.9, 0.99}.
   (Reconstructed from the paper's description of Fig. 1A; the transition structure, rewards and
   initial policy match public re-implementations of the experiment.)
-* ``chain-n``    a deterministic chain of n states (n swept), actions left/right, start in state 0;
+* ``chain-n``    a deterministic chain of n states (n = 2 … 10), actions left/right, start in state 0;
   staying put at the right end pays 1. The initial policy prefers "left" everywhere (π(right) ≈ 0.018),
   so the visitation of the rewarding end, and with it the gradient, is exponentially small in n.
 
@@ -50,7 +50,10 @@ from experiments.io import write_csv_atomic
 
 GAMMA = 0.9
 N_STATES = 6  # default chain length (tests); the experiment sweeps CHAIN_LENGTHS
-CHAIN_LENGTHS = (2, 4, 6, 8, 10)
+# The sweep as first declared, short chains included: on n = 2, 3 PG at its best fixed rate needs 1–2
+# iterations (no plateau to cross), so no speed-up can show there. They were briefly dropped after
+# being measured; a post-hoc exclusion is not acceptable, so they stay and are judged like the others.
+CHAIN_LENGTHS = (2, 3, 4, 6, 8, 10)
 TWO_STATE_GAMMAS = (0.9, 0.99)
 THETA0_BIAS = 2.0  # chain: logits +bias for left, −bias for right → π(right) ≈ 0.018
 KAKADE_STAY = (0.8, 0.1)  # two-state: initial π(stay | i), π(stay | j)

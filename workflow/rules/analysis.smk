@@ -204,12 +204,16 @@ if SWEEPS:
             _STEP
 
 
+_CAL_SCORES = str(Path(workflow.basedir, ANALYSIS_CFG.get("calibration", {}).get(
+    "scores", "results/snapshot/default/tables/run_metrics.csv")))
+
+
 rule calibration:
     """A/A false-verdict rate and minimum detectable effect of every claim's test at this matrix's design
     (analysis/calibrate.py; simulated scores resampled from the committed snapshot's per-run metrics)."""
     input:
-        scores=str(Path(workflow.basedir, ANALYSIS_CFG.get("calibration", {}).get(
-            "scores", "results/snapshot/default/tables/run_metrics.csv"))),
+        # the committed snapshot's per-run metrics; without them (a bare copy), this matrix's own
+        scores=_CAL_SCORES if Path(_CAL_SCORES).exists() else f"{_T}/run_metrics.csv",
         thresholds=str(Path(workflow.basedir, "experiments/config/claims.yaml")),
     output:
         csv=report(f"{_T}/calibration.csv", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
