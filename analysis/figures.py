@@ -1,15 +1,11 @@
 """Seaborn figures of the report (PNG, 120 dpi). Each function writes one file and never
-fails for lack of data: it draws a placeholder that says what is missing instead.
-
-Snakemake runs ``run:`` blocks of local rules in threads; pyplot is not thread-safe, so every
-figure is drawn under one lock.
+fails for lack of data: it draws a placeholder that says what is missing instead. The shared
+machinery (lock, colours, grids, bands) is in analysis/plotting.py; the learning curves, the ACER
+ablation effects and the sweep robustness figure in analysis/figures_claims.py (re-exported here).
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,190 +17,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from analysis.aggregate import algo_parts, is_main  # noqa: E402
-from analysis.stats import normalise  # noqa: E402
-from analysis.sweeps import parse_slug  # noqa: E402
-
-DPI = 120
-LOCK = threading.Lock()
-BASE_COLORS = {
-    "ppo": "#1f77b4",
-    "trpo": "#d62728",
-    "npg": "#8c564b",
-    "acer": "#2ca02c",
-    "a2c": "#9467bd",
-    "gd": "#7f7f7f",
-    "ngd": "#17becf",
-    "pg": "#7f7f7f",
-}
-EXTRA = sns.color_palette("Set2", 8)
-VARIANT_COLORS = ["#ff7f0e", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f", "#9edae5"]
-
-
-def _figure(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with LOCK, sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                plt.close("all")
-
-    return wrapper
-
-
-def _save(fig: Any, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-
-
-@_figure
-def placeholder(path: str | Path, title: str, message: str) -> None:
-    fig, ax = plt.subplots(figsize=(7, 2.5))
-    ax.axis("off")
-    ax.text(0.5, 0.62, title, ha="center", va="center", fontsize=13, weight="bold", transform=ax.transAxes)
-    ax.text(0.5, 0.32, message, ha="center", va="center", fontsize=10, wrap=True, transform=ax.transAxes)
-    _save(fig, path)
-
-
-def palette(algos: Sequence[str]) -> dict[str, Any]:
-    """One colour per algorithm: ours and SB3 of the same base share a hue."""
-    out, k = {}, 0
-    for a in sorted(set(algos)):
-        base = a[4:] if a.startswith("sb3-") else a
-        if algo_parts(a)["variant"] != "full":  # ablations: colours of their own
-            out[a] = VARIANT_COLORS[k % len(VARIANT_COLORS)]
-            k += 1
-        elif base in BASE_COLORS:
-            rgb = np.array(matplotlib.colors.to_rgb(BASE_COLORS[base]))
-            out[a] = tuple(rgb + (1 - rgb) * 0.45) if a.startswith("sb3-") else tuple(rgb)  # SB3: lighter
-        else:
-            out[a] = EXTRA[k % len(EXTRA)]
-            k += 1
-    return out
-
-
-def _main_algos(df: pd.DataFrame) -> pd.DataFrame:
-    """Full algorithms only (no ablation variants, no sweep runs)."""
-    m = df[df["variant"] == "full"]
-    return m[is_main(m["setting"])] if "setting" in m else m
-
-
-def on_grid(curves: pd.DataFrame, value: str = "eval_return", n: int = 40) -> pd.DataFrame:
-    """Every run's curve linearly interpolated on one grid of steps per env, inside the run's
-    own range, so that seeds are averaged at the same steps."""
-    out = []
-    for env, ge in curves.groupby("env", sort=True):
-        grid = np.linspace(0, ge["step"].max(), n + 1)[1:]
-        for key, g in ge.groupby(["algo", "seed"], sort=True):
-            g = g.dropna(subset=["step", value]).sort_values("step")
-            if g.empty:
-                continue
-            s, v = g["step"].to_numpy(float), g[value].to_numpy(float)
-            pts = grid[(grid >= s[0]) & (grid <= s[-1])]
-            if len(pts) == 0 or len(s) == 1:
-                pts = s
-            first = g.iloc[0]
-            out.append(
-                pd.DataFrame(
-                    {
-                        "env": env,
-                        "algo": key[0],
-                        "seed": key[1],
-                        "base_algo": first["base_algo"],
-                        "impl": first["impl"],
-                        "variant": first["variant"],
-                        "step": pts,
-                        value: np.interp(pts, s, v),
-                    }
-                )
-            )
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
-
-
-def _with_norm(curves: pd.DataFrame, catalog: Any) -> pd.DataFrame:
-    c = curves.copy()
-    thr = c["env"].map(lambda e: catalog.envs[e].threshold if e in catalog.envs else np.nan)
-    rnd = c["env"].map(lambda e: catalog.envs[e].random_score if e in catalog.envs else np.nan)
-    c["norm_return"] = normalise(c["eval_return"], rnd.to_numpy(float), thr.to_numpy(float))
-    return c
-
-
-def mean_band(
-    data: pd.DataFrame,
-    value: str,
-    by: Sequence[str],
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Mean over seeds and percentile-bootstrap CI of the mean, per group (vectorised)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    a = 100 * (1 - confidence) / 2
-    for key, g in data.groupby(list(by), sort=True):
-        v = g[value].to_numpy(float)
-        v = v[np.isfinite(v)]
-        if len(v) == 0:
-            continue
-        boot = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-        lo, hi = np.percentile(boot, [a, 100 - a])
-        rows.append({**dict(zip(by, key)), "mean": v.mean(), "lo": lo, "hi": hi, "n": len(v)})
-    return pd.DataFrame(rows)
-
-
-def _facet_lines(
-    data: pd.DataFrame,
-    value: str,
-    ylabel: str,
-    path: str | Path,
-    title: str,
-    hlines: dict[str, float] | None = None,
-) -> None:
-    envs = sorted(data["env"].unique())
-    ncol = min(3, len(envs))
-    nrow = int(np.ceil(len(envs) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.6 * nrow), squeeze=False)
-    pal = palette(data["algo"].unique())
-    band = mean_band(data, value, ["env", "algo", "step"])
-    for ax, env in zip(axes.flat, envs):
-        b = band[band["env"] == env]
-        for algo, g in b.groupby("algo", sort=True):
-            ls = "--" if algo.startswith("sb3-") else "-"
-            n = int(g["n"].max())
-            ax.plot(g["step"], g["mean"], ls=ls, c=pal[algo], lw=1.6, label=f"{algo} (n={n})")
-            ax.fill_between(g["step"], g["lo"], g["hi"], color=pal[algo], alpha=0.18, lw=0)
-        if hlines and env in hlines and np.isfinite(hlines[env]):
-            ax.axhline(hlines[env], ls=":", c="k", lw=1, label="threshold")
-        ax.set_title(env)
-        ax.set_ylabel(ylabel)
-        ax.set_xlabel("environment steps")
-        ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(envs) :]:
-        ax.axis("off")
-    fig.suptitle(title, y=1.01)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-@_figure
-def _learning_curves(curves: pd.DataFrame, catalog: Any, path: str | Path) -> None:
-    g = on_grid(_main_algos(curves))
-    hl = {e: s.threshold for e, s in catalog.envs.items()}
-    _facet_lines(
-        g,
-        "eval_return",
-        "eval return (deterministic)",
-        path,
-        "Learning curves: mean over seeds, 95% bootstrap CI (solid: ours, dashed: SB3)",
-        hl,
-    )
-
-
-def learning_curves(curves: pd.DataFrame, catalog: Any, path: str | Path) -> None:
-    if _main_algos(curves).empty:
-        return placeholder(path, "Learning curves", "no evaluation data")
-    _learning_curves(curves, catalog, path)
+from analysis.figures_claims import acer_ablation, learning_curves, sweep_robustness  # noqa: E402, F401
+from analysis.plotting import (  # noqa: E402, F401
+    BASE_COLORS,
+    _figure,
+    _main_algos,
+    _save,
+    _with_norm,
+    mean_band,
+    on_grid,
+    palette,
+    placeholder,
+)
 
 
 @_figure
@@ -259,29 +83,6 @@ def sample_efficiency(metrics: pd.DataFrame, path: str | Path) -> None:
     if m.empty:
         return placeholder(path, "Sample efficiency", "no usable runs")
     _sample_efficiency(m, path)
-
-
-def acer_ablation(
-    curves: pd.DataFrame, catalog: Any, path: str | Path, reference: Sequence[str] = ("sb3-a2c",)
-) -> None:
-    c = curves[is_main(curves["setting"])]
-    c = c[((c["base_algo"] == "acer") & (c["impl"] == "ours")) | c["algo"].isin(reference)]
-    if not (c["base_algo"] == "acer").any():
-        return placeholder(path, "ACER ablations", "no ACER runs (acer, acer-no-trunc, acer-no-tr, ...)")
-    _acer_ablation(c, catalog, path)
-
-
-@_figure
-def _acer_ablation(c: pd.DataFrame, catalog: Any, path: str | Path) -> None:
-    g = on_grid(_with_norm(c, catalog), "norm_return")
-    _facet_lines(
-        g,
-        "norm_return",
-        "normalised eval return",
-        path,
-        "ACER and its ablations (mean over seeds, 95% CI); 1 = threshold, 0 = random",
-        {},
-    )
 
 
 def eval_deltas(curves: pd.DataFrame, catalog: Any) -> pd.DataFrame:
@@ -481,35 +282,5 @@ def _toy_npg(curve: pd.DataFrame, summary: pd.DataFrame | None, path: str | Path
     ax.set_xlabel("iteration + 1")
     ax.set_ylabel("J(θ)")
     ax.set_title("Natural vs vanilla policy gradient (claim C2)")
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def sweep_robustness(sm: pd.DataFrame | None, col: str, path: str | Path) -> None:
-    if sm is None or sm.empty or not sm["used"].any():
-        return placeholder(path, "Hyper-parameter robustness", "no sweep runs (config `sweeps:`)")
-    _sweep_robustness(sm[sm["used"]], col, path)
-
-
-@_figure
-def _sweep_robustness(sm: pd.DataFrame, col: str, path: str | Path) -> None:
-    algos = sorted(sm["algo"].unique())
-    fig, axes = plt.subplots(1, len(algos), figsize=(5.5 * len(algos), 4.4), squeeze=False)
-    for ax, algo in zip(axes.flat, algos):
-        g = sm[sm["algo"] == algo]
-        keys = sorted({k for s in g["setting"] for k in parse_slug(s)})
-        if len(keys) == 2:
-            piv = g.groupby(keys)[col].mean().unstack(keys[1])
-            sns.heatmap(piv, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": f"mean {col}"})
-            ax.set_title(f"{algo}: mean {col} over seeds")
-        else:
-            x = keys[0] if len(keys) == 1 else "setting"
-            sns.pointplot(
-                g, x=x, y=col, errorbar=("ci", 95), n_boot=500, seed=0, ax=ax, color=palette([algo])[algo]
-            )
-            sns.stripplot(g, x=x, y=col, color="k", size=3, alpha=0.5, ax=ax)
-            ax.set_title(f"{algo}: {col} per setting (mean, 95% CI)")
-            ax.tick_params(axis="x", rotation=25)
-    fig.suptitle(f"Hyper-parameter robustness on {', '.join(sorted(sm['env'].unique()))} (claim C4)", y=1.02)
     fig.tight_layout()
     _save(fig, path)

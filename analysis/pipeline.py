@@ -66,8 +66,10 @@ def make_figures(
     metrics_csv: str,
     cfg: Mapping[str, Any],
     out: Mapping[str, str],
+    stats_csv: str | None = None,
+    poi_csv: str | None = None,
 ) -> None:
-    from analysis import figures  # matplotlib / seaborn only where needed
+    from analysis import figures, figures_claims  # matplotlib / seaborn only where needed
 
     catalog = load_catalog()
     curves = pd.read_parquet(curves_parquet)
@@ -75,13 +77,13 @@ def make_figures(
     updates = pd.read_parquet(updates_parquet)
     m = _metrics(metrics_csv)
     drop = float(cfg.get("C3", {}).get("drop_fraction", 0.1))
-    figures.learning_curves(curves, catalog, out["learning_curves"])
+    figures.learning_curves(curves, catalog, out["learning_curves"], cfg)
     figures.sample_efficiency(m, out["sample_efficiency"])
-    figures.acer_ablation(
-        curves, catalog, out["acer_ablation"], [cfg.get("C5", {}).get("baseline", "sb3-a2c")]
-    )
+    figures.acer_ablation(curves, catalog, out["acer_ablation"], metrics=m, updates=updates, cfg=cfg)
     figures.monotonic(curves, m, catalog, drop, out["monotonic"])
     figures.kl_vs_delta(updates, out["kl"])
+    if out.get("aggregate"):
+        figures_claims.aggregate(_read(stats_csv), _read(poi_csv), cfg, out["aggregate"])
 
 
 def make_toy_figures(toys: Mapping[str, str], out: Mapping[str, str]) -> None:
@@ -104,7 +106,7 @@ def make_sweep_figure(sweeps_csv: str, cfg: Mapping[str, Any], out_png: str) -> 
     from analysis import figures  # matplotlib / seaborn only where needed
 
     sm = _metrics(sweeps_csv) if Path(sweeps_csv).exists() else None
-    figures.sweep_robustness(sm, cfg.get("C4", {}).get("robust_metric", "norm_final"), out_png)
+    figures.sweep_robustness(sm, cfg.get("C4", {}).get("robust_metric", "norm_final"), out_png, cfg)
 
 
 def make_claims(
@@ -167,6 +169,15 @@ CLAIMS_INTRO = (
     "supported when it lies below the refutation threshold, inconclusive otherwise or when inputs "
     "are missing."
 )
+VERDICTS_NOTE = (
+    "<p class='small'>Verdict of a part: <i>supported</i> when its 95% interval lies beyond the support "
+    "threshold, <i>not supported</i> when it lies below the refutation threshold, <i>inconclusive</i> "
+    "otherwise; a claim is supported when every part is, not supported when any part is. "
+    "<i>per env</i>: point estimates of the part's statistic in each env (the test pools the envs). "
+    "<i>A/A false-verdict rate</i>: the share of simulated designs with no true difference that still "
+    "end supported or not supported; <i>MDE</i>: the smallest true effect the test detects with 80% "
+    "power at this design (∞: none can), in the unit of the effect (analysis/calibrate.py).</p>"
+)
 RUN_COLUMNS = [
     "algo",
     "env",
@@ -205,7 +216,11 @@ def make_html(
     parts_csv: str,
     out: Mapping[str, str],
     sweeps_csv: str | None = None,
+    metrics_csv: str | None = None,
+    calibration_csv: str | None = None,
 ) -> None:
+    """The HTML tables; with ``out["verdicts"]``, also the landing page's verdict table (a fragment
+    that workflow/report/workflow.rst embeds)."""
     runs = _runs(runs_csv)
     n = aggregate.count_status(runs["status"])
     intro = (
@@ -227,17 +242,7 @@ def make_html(
                 f"{k['n_missing']} missing.",
                 html.table_html(
                     sw,
-                    [
-                        "algo",
-                        "env",
-                        "setting",
-                        "seed",
-                        "status",
-                        "final_return",
-                        "norm_final",
-                        "auc_norm",
-                        "note",
-                    ],
+                    ["algo", "env", "setting", "seed", "status", "final_return", "norm_final", "auc_norm", "note"],
                 ),
             )
         )
@@ -258,6 +263,13 @@ def make_html(
             ("Every part of every claim:", html.table_html(pd.read_csv(parts_csv))),
         ],
     )
+    if out.get("verdicts"):
+        metrics = _metrics(metrics_csv) if metrics_csv and Path(metrics_csv).exists() else None
+        Path(out["verdicts"]).write_text(
+            html.verdict_landing(pd.read_csv(claims_csv), pd.read_csv(parts_csv), metrics, _read(calibration_csv))
+            + VERDICTS_NOTE,
+            encoding="utf-8",
+        )
 
 
 def run_step(rule: str, smk: Any) -> None:
@@ -270,7 +282,7 @@ def run_step(rule: str, smk: Any) -> None:
     elif rule == "analysis_stats":
         make_stats(i.runs, i.curves, p.cfg, o.metrics, o.stats, o.poi)
     elif rule == "analysis_figures":
-        make_figures(i.curves, i.updates, i.metrics, p.cfg, dict(o.items()))
+        make_figures(i.curves, i.updates, i.metrics, p.cfg, dict(o.items()), i.get("stats"), i.get("poi"))
     elif rule == "analysis_toy_figures":
         make_toy_figures(dict(i.items()), dict(o.items()))
     elif rule == "analysis_sweeps":
@@ -291,7 +303,8 @@ def run_step(rule: str, smk: Any) -> None:
 
         calibrate.calibrate(p.matrix, p.cfg, pd.read_csv(i.scores)).to_csv(o.csv, index=False)
     elif rule == "analysis_html":
-        make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"))
+        make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"), i.get("metrics"),
+                  i.get("calibration"))
     elif rule == "hyperparams_table":
         from experiments.hparams_table import write_tables
 
@@ -329,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{T}/updates.parquet",
         f"{T}/run_metrics.csv",
         cfg,
-        {k: f"{F}/{v}" for k, v in FIGURES.items()},
+        {k: f"{F}/{v}" for k, v in FIGURES.items()} | {"aggregate": f"{F}/aggregate_iqm_poi.png"},
+        f"{T}/stats.csv",
+        f"{T}/poi.csv",
     )
     toys = {k: f"{res}/toys/{v}" for k, v in TOY_FILES.items()}
     make_toy_figures(toys, {k: f"{F}/{v}" for k, v in TOY_FIGURES.items()})
@@ -361,8 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{T}/poi.csv",
         f"{T}/claims.csv",
         f"{T}/claims_parts.csv",
-        {k: f"{T}/{k}.html" for k in HTML_TABLES},
+        {k: f"{T}/{k}.html" for k in (*HTML_TABLES, "verdicts")},
         sweeps_csv,
+        f"{T}/run_metrics.csv",
+        f"{T}/calibration.csv",
     )
     from experiments.hparams_table import write_tables
 

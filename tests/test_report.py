@@ -1,10 +1,14 @@
 """The HTML report end to end: a synthetic results tree (no training) → the real Snakefile's
-analysis rules → `snakemake --report report.html` → opened in headless Chromium, where every
-figure must decode and the report's viewer must show one."""
+analysis rules → `snakemake --report report.html` → opened in headless Chromium, where the
+landing page must show the verdict table, every figure must decode and the report's viewer must
+show one. The landing page's screenshot is kept as a test artefact (``NGRL_TEST_ARTIFACTS``,
+default results/ci-artifacts/). `.ci/run` installs Chromium and sets NGRL_REQUIRE_CHROMIUM=1, so
+that there a missing browser fails the test instead of skipping it."""
 
 import base64
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +23,9 @@ import yaml
 from analysis import synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+REQUIRE_CHROMIUM = os.environ.get("NGRL_REQUIRE_CHROMIUM") == "1"
+ARTIFACTS = Path(os.environ.get("NGRL_TEST_ARTIFACTS") or ROOT / "results" / "ci-artifacts")
 IGNORE = shutil.ignore_patterns(
     ".git", ".snakemake", "__pycache__", "runs", "results", ".pytest_cache", "*.egg-info"
 )
@@ -106,6 +112,7 @@ def test_report_lists_every_figure_and_table(built):
     for f in (
         "learning_curves.png",
         "sample_efficiency.png",
+        "aggregate_iqm_poi.png",
         "acer_ablation.png",
         "monotonic_improvement.png",
         "kl_vs_delta.png",
@@ -113,6 +120,8 @@ def test_report_lists_every_figure_and_table(built):
         "toy_npg_vs_pg.png",
         "sweep_robustness.png",
         "claims.html",
+        "verdicts.html",
+        "hyperparams.html",
         "claims.csv",
         "runs.html",
         "stats.html",
@@ -122,7 +131,9 @@ def test_report_lists_every_figure_and_table(built):
         assert f in names, f
     for k, v in results.items():
         assert v["caption"].strip(), f"{k} has no caption"
-    for cat in ("1. Claims", "2. Learning curves", "4. Monotonic improvement", "8. Tables and run status"):
+    cats = ("0. Verdicts and what ran", "1. Claims", "2. Learning curves", "4. Monotonic improvement",
+            "8. Tables and run status")
+    for cat in cats:
         assert cat in report
     # the failed run is listed and counted, the claims table has one verdict per claim
     runs = pd.read_csv(repo / "results" / "tables" / "runs.csv")
@@ -139,6 +150,15 @@ PROBE = r"""
 window.addEventListener('load', async () => {
   const out = {imgs: [], tables: [], errors: []};
   try {
+    for (let i = 0; i < 50 && !document.querySelector('#app .ngrl-verdicts'); i++)
+      await new Promise(r => setTimeout(r, 100));  // React renders the landing page after load
+    const v = document.querySelector('#app .ngrl-verdicts');
+    out.landing = v ? {
+      claims: [...v.querySelectorAll('tr.claim')].map(t => t.innerText),
+      parts: [...v.querySelectorAll('tr.part')].map(t => [...t.cells].map(c => c.innerText)),
+      head: [...v.querySelectorAll('th')].map(t => t.innerText),
+      width: v.getBoundingClientRect().width,
+    } : null;
     const entries = Object.entries(results);
     for (const [k, v] of entries.filter(([k, v]) => v.mime_type === 'image/png')) {
       const im = new Image();
@@ -183,20 +203,32 @@ def _chromium(tmp_path, *args):
     return subprocess.run([str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="headless Chromium not installed (apt-get install -y chromium)"
-)
 def test_report_renders_in_chromium(built, tmp_path):
+    if not CHROMIUM.exists():
+        msg = "headless Chromium not installed (apt-get install -y chromium)"
+        pytest.fail(msg) if REQUIRE_CHROMIUM else pytest.skip(msg)
     repo, _ = built
     report = (repo / "results" / "report.html").read_text()
     head, sep, tail = report.rpartition("</body>")  # the probe runs after the report's own scripts
     harness = tmp_path / "harness.html"
     harness.write_text(head + PROBE + sep + tail)
-    r = _chromium(tmp_path, "--dump-dom", harness.as_uri())
+    r = _chromium(tmp_path, "--window-size=1600,1000", "--dump-dom", harness.as_uri())
     m = re.search(r'<pre id="probe">(.*?)</pre>', r.stdout, re.S)
     assert m, f"the probe did not run: {r.stderr[-2000:]}"
     out = json.loads(html.unescape(m.group(1)))
     assert out["errors"] == []
+    # the landing page is the answer: one bold row per claim with its verdict, one row per part
+    claims = pd.read_csv(repo / "results" / "tables" / "claims.csv")
+    parts = pd.read_csv(repo / "results" / "tables" / "claims_parts.csv")
+    land = out["landing"]
+    assert land, "no verdict table on the landing page"
+    assert len(land["claims"]) == len(claims) and len(land["parts"]) == len(parts)
+    for text, (_, c) in zip(land["claims"], claims.iterrows()):
+        assert text.startswith(c["claim"]) and text.rstrip().endswith(c["verdict"]), text
+    for cells, (_, p) in zip(land["parts"], parts.iterrows()):
+        assert cells[0].startswith(p["part"]) and cells[1] == p["verdict"], cells
+    assert {"A/A false-verdict rate", "MDE", "per env", "runs used"} <= set(land["head"])
+    assert land["width"] > 700, land  # widened beyond Snakemake's narrow description column
     assert len(out["imgs"]) >= 8
     for im in out["imgs"]:
         assert im["ok"] and im["w"] > 300 and im["h"] > 150, im
@@ -210,12 +242,41 @@ def test_report_renders_in_chromium(built, tmp_path):
     assert "1. Claims" in out["menu"] and "Replication of the seed text" in out["menu"]
     assert out["shown"] and out["shown"][0]["w"] > 300, out["shown"]  # the viewer displays the figure
 
-    # and a screenshot of that view is not blank
-    shot = tmp_path / "shot.png"
-    _chromium(tmp_path, "--window-size=1400,1000", f"--screenshot={shot}", harness.as_uri())
+    # and a screenshot of the landing page, as a user opens the report, is not blank: kept as an artefact
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report_landing.png"
+    shot.unlink(missing_ok=True)
+    _chromium(tmp_path, "--window-size=1600,1000", f"--screenshot={shot}", (repo / "results" / "report.html").as_uri())
     assert shot.exists()
+    print(f"landing-page screenshot: {shot}")
     import matplotlib.image
 
     px = matplotlib.image.imread(str(shot))[..., :3]
     assert px.std() > 0.05 and (px < 0.5).mean() > 0.01  # some dark ink on the page
     assert np.unique((px * 255).astype(int).reshape(-1, 3), axis=0).shape[0] > 50
+
+
+def test_per_env_effects_recomputes_poi_and_mean_difference_by_hand():
+    """P(X > Y) = mean over the 3×3 run pairs of 1[x > y] + ½·1[x = y], by enumeration; the mean
+    difference by hand; sweep runs and unusable runs are left out; a part that is no comparison
+    (no 'P(x > y)' / 'mean difference x − y' in its test) has none."""
+    from analysis.html import effect_text, per_env_effects
+
+    rows = [("A", "a", v) for v in (1.0, 2.0, 3.0)] + [("A", "b", v) for v in (2.0, 2.0, 0.0)]
+    rows += [("B", "a", 5.0), ("B", "b", 1.0), ("B", "b", 3.0)]
+    m = pd.DataFrame(rows, columns=["env", "algo", "auc_norm"]).assign(used=True, setting="")
+    noise = pd.DataFrame(
+        [("A", "a", 99.0, False, ""), ("A", "b", -99.0, True, "clip_range=0.1")],
+        columns=["env", "algo", "auc_norm", "used", "setting"],
+    )
+    m = pd.concat([m, noise], ignore_index=True)
+    # env A: x=1 beats 0 (1); x=2 ties 2,2 and beats 0 (½+½+1); x=3 beats all (3) → 6/9
+    poi = per_env_effects("probability of improvement P(a > b), permutation test", "auc_norm (AUC)", m)
+    assert poi == pytest.approx({"A": 6 / 9, "B": 1.0})
+    diff = per_env_effects("mean difference a − b, permutation test", "what was measured", m, column="auc_norm")
+    assert diff == pytest.approx({"A": 2.0 - 4 / 3, "B": 5.0 - 2.0})
+    assert per_env_effects("every accepted update: KL ≤ δ", "max over updates of KL / δ", m) == {}
+    assert effect_text(0.5, 0.1, 0.9, "permutation") == "0.5 [0.1, 0.9]"
+    toy = "deterministic toy; interval = range over starts"
+    assert effect_text(31.8, 31.8, 434.0, toy) == "31.8 (range 31.8 – 434)"
+    assert effect_text(0.998, float("nan"), float("nan"), "every update") == "0.998"

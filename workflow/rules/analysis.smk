@@ -31,6 +31,7 @@ for _w in _sweep_warnings:
     print(f"warning: {_w}", file=sys.stderr)
 SWEEPS_CSV = f"{_T}/sweeps.csv" if SWEEPS else None
 
+_CAT_TOP = "0. Verdicts and what ran"
 _CAT_CLAIMS = "1. Claims"
 _CAT_CURVES = "2. Learning curves"
 _CAT_EFF = "3. Sample efficiency"
@@ -54,9 +55,9 @@ _cap = lambda name: f"../report/{name}.rst"   # noqa: E731  (no `def` beside rul
 ANALYSIS_TARGETS = (
     [f"{_T}/{n}" for n in ("runs.csv", "curves.parquet", "curves.csv", "updates.parquet", "run_metrics.csv",
                            "stats.csv", "poi.csv", "claims.csv", "claims_parts.csv", "claims.md", "calibration.csv",
-                           "claims.html", "runs.html", "stats.html", "poi.html", "hyperparams.md",
+                           "claims.html", "verdicts.html", "runs.html", "stats.html", "poi.html", "hyperparams.md",
                            "hyperparams.html")]
-    + [f"{_F}/{v}" for v in _FIGURES.values()]
+    + [f"{_F}/{v}" for v in (*_FIGURES.values(), "aggregate_iqm_poi.png")]
     + ([f"{_F}/{v}" for v in _TOY_FIGURES.values()] if TOYS_ON else [])
     + ([SWEEPS_CSV, f"{_F}/sweep_robustness.png"] if SWEEPS else [])
 )
@@ -100,12 +101,16 @@ rule analysis_stats:
 
 
 rule analysis_figures:
-    """Learning curves, sample efficiency, ACER ablations, monotonic improvement, KL vs δ."""
+    """Learning curves, sample efficiency, aggregate IQM / probability of improvement, ACER ablation effects,
+    monotonic improvement, KL vs δ."""
     input:
         curves=f"{_T}/curves.parquet",
         updates=f"{_T}/updates.parquet",
         metrics=f"{_T}/run_metrics.csv",
+        stats=f"{_T}/stats.csv",
+        poi=f"{_T}/poi.csv",
     output:
+        aggregate=report(f"{_F}/aggregate_iqm_poi.png", caption=_cap("aggregate"), category=_CAT_EFF),
         learning_curves=report(f"{_F}/{_FIGURES['learning_curves']}", caption=_cap("learning_curves"),
                                category=_CAT_CURVES),
         sample_efficiency=report(f"{_F}/{_FIGURES['sample_efficiency']}", caption=_cap("sample_efficiency"),
@@ -250,15 +255,19 @@ rule analysis_claims:
 
 
 rule analysis_html:
-    """The tables as HTML pages, shown inline by the report."""
+    """The tables as HTML pages, shown inline by the report; verdicts.html is the landing page's verdict
+    table (workflow/report/workflow.rst embeds it)."""
     input:
         runs=f"{_T}/runs.csv",
         stats=f"{_T}/stats.csv",
         poi=f"{_T}/poi.csv",
         claims=f"{_T}/claims.csv",
         parts=f"{_T}/claims_parts.csv",
+        metrics=f"{_T}/run_metrics.csv",
+        calibration=f"{_T}/calibration.csv",
         **({"sweeps": SWEEPS_CSV} if SWEEPS else {}),
     output:
+        verdicts=report(f"{_T}/verdicts.html", caption=_cap("verdicts"), category=_CAT_TOP, subcategory="Verdicts"),
         claims=report(f"{_T}/claims.html", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Verdicts"),
         runs=report(f"{_T}/runs.html", caption=_cap("runs"), category=_CAT_TABLES, subcategory="Tables"),
         stats=report(f"{_T}/stats.html", caption=_cap("stats"), category=_CAT_TABLES, subcategory="Tables"),
@@ -280,8 +289,8 @@ rule hyperparams_table:
     output:
         md=report(f"{_T}/hyperparams.md", caption=_cap("hyperparams"), category=_CAT_TABLES,
                   subcategory="Downloads"),
-        html=report(f"{_T}/hyperparams.html", caption=_cap("hyperparams"), category=_CAT_TABLES,
-                    subcategory="Tables"),
+        html=report(f"{_T}/hyperparams.html", caption=_cap("hyperparams"), category=_CAT_TOP,
+                    subcategory="What ran (hyper-parameters)"),
     params:
         matrix={k: config[k] for k in ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "exclude")
                 if k in config},
