@@ -114,7 +114,7 @@ def matrix_runs(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     """(algo, env, seed) of every run of a matrix config."""
     from experiments.matrix import expand
 
-    keys = ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "exclude")
+    keys = ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "asymmetric_ok", "exclude")
     return [(r.algo, r.env, int(r.seed)) for r in expand({k: config[k] for k in keys if k in config}, check_deps=False)]
 
 

@@ -22,7 +22,6 @@ from typing import Any
 Buffer = bytes | bytearray | memoryview
 TRAILER_MAGIC = b"\nngrl-sha256 "
 TRAILER_LEN = len(TRAILER_MAGIC) + 64 + 1 + 16 + 1
-_CHUNK = 1 << 20
 
 
 def _fsync_dir(path: Path) -> None:
@@ -85,34 +84,47 @@ def write_checked_atomic(path: Path | str, payload: Buffer, previous: Path | str
     write_bytes_atomic(path, [payload, checksum_trailer(payload)], previous=previous)
 
 
+class ChecksumError(ValueError):
+    """A checksummed file fails its check (trailer, length or sha256): proven damaged."""
+
+
+def _damage(data: bytes) -> str | None:
+    """``None`` if ``data`` (payload + trailer) is intact, else why not (one short phrase)."""
+    size = len(data)
+    if size < TRAILER_LEN:
+        return f"{size} bytes, shorter than its checksum trailer"
+    trailer = data[size - TRAILER_LEN:]
+    if not trailer.startswith(TRAILER_MAGIC) or not trailer.endswith(b"\n"):
+        return "no checksum trailer: truncated or not written by this version"
+    digest, _, length = trailer[len(TRAILER_MAGIC):-1].partition(b" ")
+    if not length.isdigit() or int(length) != size - TRAILER_LEN:
+        return f"length {size - TRAILER_LEN} differs from the recorded {length.decode(errors='replace')}"
+    if hashlib.sha256(memoryview(data)[:size - TRAILER_LEN]).hexdigest().encode() != digest:
+        return "sha256 mismatch"
+    return None
+
+
+def read_checked(path: Path | str) -> bytes:
+    """The whole of ``path`` (payload + trailer), read once, after checking its trailer: the
+    bytes a caller then parses are the bytes that were verified. Returned unsliced (slicing
+    would copy a multi-GB replay memory); zip readers (``torch.load``) ignore the trailer.
+
+    Raises ``ChecksumError`` when the check fails (the file is damaged), and lets ``OSError``
+    through: a file that cannot be read is not proven damaged."""
+    data = Path(path).read_bytes()
+    reason = _damage(data)
+    if reason is not None:
+        raise ChecksumError(reason)
+    return data
+
+
 def verify_checked(path: Path | str) -> str | None:
     """``None`` if ``path`` holds an intact checksummed file, else why not (one short phrase).
-    Reads the file in 1 MiB chunks: a multi-GB replay memory is hashed without being held."""
-    path = Path(path)
+    An ``OSError`` (unreadable) propagates: it says nothing about the file's bytes."""
     try:
-        size = path.stat().st_size
-        if size < TRAILER_LEN:
-            return f"{size} bytes, shorter than its checksum trailer"
-        with open(path, "rb") as f:
-            f.seek(size - TRAILER_LEN)
-            trailer = f.read(TRAILER_LEN)
-            if not trailer.startswith(TRAILER_MAGIC) or not trailer.endswith(b"\n"):
-                return "no checksum trailer: truncated or not written by this version"
-            digest, _, length = trailer[len(TRAILER_MAGIC):-1].partition(b" ")
-            if not length.isdigit() or int(length) != size - TRAILER_LEN:
-                return f"length {size - TRAILER_LEN} differs from the recorded {length.decode(errors='replace')}"
-            h, left = hashlib.sha256(), size - TRAILER_LEN
-            f.seek(0)
-            while left > 0:
-                block = f.read(min(_CHUNK, left))
-                if not block:
-                    return "file shrank while being read"
-                h.update(block)
-                left -= len(block)
-    except OSError as e:
-        return f"unreadable: {e.strerror or e}"
-    if h.hexdigest().encode() != digest:
-        return "sha256 mismatch"
+        read_checked(path)
+    except ChecksumError as e:
+        return str(e)
     return None
 
 

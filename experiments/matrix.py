@@ -10,6 +10,8 @@ from algorithms import registry
 from algorithms.base import ConfigError
 from experiments.envs import EnvCatalog, check_dependencies, load_catalog, validate_schema
 
+PARITY_YAML = Path(__file__).resolve().parent / "config" / "parity.yaml"
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
@@ -48,6 +50,7 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_d
     for a in config.get("set", {}):
         if a not in classes:
             raise ConfigError(f"`set` names algorithm {a!r}, which is not in `algorithms` ({', '.join(classes)})")
+    check_pair_symmetry(config, classes)
     excluded = {(x.get("algo"), x.get("env")) for x in config.get("exclude", [])}
     for a, e in excluded:
         if a is not None:
@@ -71,6 +74,30 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_d
     if not runs:
         raise ConfigError("experiment config yields no runs (check algorithms, envs and exclude)")
     return runs
+
+
+def check_pair_symmetry(config: Mapping[str, Any], classes: Mapping[str, type]) -> None:
+    """A like-for-like pair (parity.yaml ``pairs``) with both sides in the matrix must get the same
+    ``set`` overrides on every key both configs have, unless ``asymmetric_ok`` lists the key: an
+    override of one side only would silently break the comparison the pair exists for."""
+    import yaml
+    fields = {a: {f.name for f in dataclasses.fields(cls.Config)} for a, cls in classes.items()}
+    allowed = set(config.get("asymmetric_ok", []))
+    unknown = allowed - set().union(*fields.values())
+    if unknown:
+        raise ConfigError(f"asymmetric_ok names unknown hyper-parameter(s) {sorted(unknown)}")
+    sets = config.get("set", {})
+    for a, b in yaml.safe_load(PARITY_YAML.read_text())["pairs"]:
+        if a not in classes or b not in classes:
+            continue
+        sa, sb = sets.get(a, {}), sets.get(b, {})
+        missing = object()
+        keys = sorted(k for k in (set(sa) | set(sb)) & fields[a] & fields[b] - allowed
+                      if sa.get(k, missing) != sb.get(k, missing))
+        if keys:
+            raise ConfigError(f"like-for-like pair {a} ↔ {b}: `set` differs on {keys} ({a}: "
+                              f"{ {k: sa.get(k) for k in keys} }, {b}: { {k: sb.get(k) for k in keys} }); "
+                              "set both sides alike, or list the keys under `asymmetric_ok` if intended")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -11,8 +11,10 @@ Checkpoints (``checkpoint.pt`` beside them, not a declared output of the DAG) ho
 algorithm's state, every env's exact state, the RNG states and the rows so far. Starting
 the same command again after a kill resumes from the last one; on CPU the final CSVs equal
 an uninterrupted run's. Each carries a sha256 trailer and the one before it is kept as
-``checkpoint.prev.pt``: a damaged newest one falls back to it, two damaged ones restart from
-step 0 — said in one line on stderr.
+``checkpoint.prev.pt``: a damaged newest one (its checksum fails) is renamed
+``*.damaged`` and the run falls back to the previous one; two damaged ones restart from step 0
+— said in one line on stderr. A checkpoint that cannot be read (OSError) or that passes its
+checksum but does not unpickle is not proven damaged: a ``ResumeError`` names it and keeps it.
 """
 from __future__ import annotations
 
@@ -45,16 +47,31 @@ from experiments.hyperparams import (  # noqa: F401  (re-exported: the runner's 
     resolve_hyperparams,
     resolve_with_provenance,
 )
-from experiments.io import remove_stale_temps, verify_checked, write_checked_atomic, write_csv_atomic, write_json_atomic
+from experiments.io import (
+    ChecksumError,
+    read_checked,
+    remove_stale_temps,
+    write_checked_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+)
 
 EVAL_SEED_OFFSET = 1_000_003
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 CHECKPOINT_FILES = ("checkpoint.pt", PREVIOUS_CHECKPOINT)
+# Checkpoint format, part of a run's identity: replay memory holds raw observations since issue 12
+# (normalised on sampling). A checkpoint of another format is refused with a clear message.
+CHECKPOINT_FORMAT = 2
 PACKAGES = ("torch", "numpy", "gymnasium", "ale-py", "mujoco", "stable-baselines3", "sb3-contrib")
 
 
 class Divergence(RuntimeError):
     """NaN or inf in a loss or in the parameters."""
+
+
+class ResumeError(ConfigError):
+    """A checkpoint that cannot be resumed from and is not proven damaged (unreadable, not
+    loadable, another configuration or format): the file is kept and no summary is written."""
 
 
 def package_versions() -> dict[str, str]:
@@ -199,33 +216,50 @@ class RunContext:
         self.last_checkpoint = time.perf_counter()
 
     def _load_verified(self, path: Path) -> tuple[dict[str, Any] | None, str | None]:
-        """(state, None) if ``path``'s checksum holds and it unpickles, else (None, why not)."""
-        reason = verify_checked(path)
-        if reason is not None:
-            return None, reason
+        """(state, None) if ``path`` passes its checksum and loads; (None, why) if the checksum
+        proves it damaged. The bytes are read once and loaded from memory, so what is loaded is
+        what was verified. An unreadable file, or a verified one that does not unpickle (other
+        code or package versions wrote it), raises ``ResumeError`` and is left in place."""
         try:
-            return torch.load(path, weights_only=False), None
-        except Exception as e:   # checksum intact but unloadable (e.g. written by other code)
-            return None, f"unloadable: {type(e).__name__}"
+            data = read_checked(path)
+        except ChecksumError as e:
+            return None, str(e)
+        except OSError as e:
+            raise ResumeError(f"cannot read {path} ({e.strerror or e}); it is kept, not proven damaged. Fix the "
+                              "cause and start the same command again, or delete it to restart from step 0.") from e
+        try:
+            return torch.load(io.BytesIO(data), weights_only=False), None
+        except Exception as e:   # noqa: BLE001 - any unpickling error: intact bytes this code cannot load
+            raise ResumeError(f"{path} passes its checksum but does not load ({type(e).__name__}: {e}); it is "
+                              "kept. Other code or package versions (torch, numpy) probably wrote it: resume "
+                              "with those, or delete it to restart from step 0.") from e
 
     def try_resume(self) -> str | None:
         """Resume from the newest intact checkpoint of this run: ``checkpoint.pt``, else
-        ``checkpoint.prev.pt``. A damaged one (checksum fails, or it does not load) is deleted;
-        if none is intact the run starts from step 0 (nothing has been loaded, so that start is
-        the fresh run's). Returns one line saying what happened, ``None`` if there was nothing
-        to resume from. A checkpoint of a different configuration is an error."""
+        ``checkpoint.prev.pt``. One whose checksum fails is renamed ``<name>.damaged`` (kept for
+        inspection); if none is intact the run starts from step 0 (nothing has been loaded, so
+        that start is the fresh run's). Temp files of a checkpoint write cut short by a kill are
+        removed first. Returns one line saying what happened, ``None`` if there was nothing to
+        resume from. ``ResumeError`` (file kept): unreadable, intact but not loadable, or of a
+        different configuration or checkpoint format."""
         assert self.algo is not None
+        remove_stale_temps(self.out, CHECKPOINT_FILES)
         damaged: list[str] = []
         for path in (self.checkpoint_path, self.previous_checkpoint_path):
             if not path.exists():
                 continue
             state, reason = self._load_verified(path)
             if state is None:
-                damaged.append(f"{path.name} is damaged ({reason}), deleted")
-                path.unlink(missing_ok=True)
+                kept = path.with_name(path.name + ".damaged")
+                path.replace(kept)
+                damaged.append(f"{path.name} is damaged ({reason}), moved to {kept.name}")
                 continue
+            theirs, ours = state["identity"].get("format", 1), self.identity.get("format")
+            if theirs != ours:
+                raise ResumeError(f"{path} has checkpoint format {theirs}, this code reads format {ours}; refusing "
+                                  "to resume from it. Delete it (restart from step 0) or use another --out.")
             if state["identity"] != self.identity:
-                raise ConfigError(f"{path} belongs to a different configuration; refusing to resume "
+                raise ResumeError(f"{path} belongs to a different configuration; refusing to resume "
                                   "from it. Delete it or use another --out.")
             self.algo.load_state_dict(state["algo"])
             for env, s in zip(self.envs, state["envs"], strict=True):
@@ -279,7 +313,10 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    identity = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "hyperparams": config_dict(cfg),
+    # "format": the checkpoint format (CHECKPOINT_FORMAT: replay memory holds raw observations since
+    # issue 12); a checkpoint or finished run of another format is refused, not resumed.
+    identity = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "format": CHECKPOINT_FORMAT,
+                "hyperparams": config_dict(cfg),
                 "eval": {"freq": spec.eval_freq, "episodes": spec.eval_episodes, **eval_protocol(spec)}}
     summary_path = out / "summary.json"
     if summary_path.exists():
@@ -305,6 +342,8 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         run.algo.learn()
         if not run.eval_rows or run.eval_rows[-1]["step"] < run.rows[-1]["step"]:
             run.evaluate(run.rows[-1]["step"] if run.rows else steps)
+    except ResumeError:
+        raise   # the checkpoint is kept and no summary written: the same command tries again
     except Divergence as e:
         status, error = "failed", str(e)
     except Exception as e:   # a crash is recorded too (then re-raised): the DAG lists it, nothing is lost

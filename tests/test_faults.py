@@ -108,7 +108,7 @@ def test_kills_at_random_points_and_a_damaged_checkpoint_lose_nothing(tmp_path, 
         assert "checkpoint.pt is damaged" in said
     assert rows(out / "progress.csv") == rows(ref / "progress.csv")
     assert rows(out / "eval.csv") == rows(ref / "eval.csv")
-    assert not list(out.glob("checkpoint*")) and not list(out.glob(".*.tmp"))
+    assert not list(out.glob("checkpoint*.pt")) and not list(out.glob(".*.tmp"))   # *.damaged kept
 
 
 # --- a hard-killed DAG --------------------------------------------------------------------------

@@ -166,16 +166,19 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capf
     cut = tmp_path / "cut"
     assert (cut / "checkpoint.prev.pt").exists() and not (cut / "summary.json").exists()
     damage(cut / "checkpoint.pt")
+    damaged = (cut / "checkpoint.pt").read_bytes()
     capfd.readouterr()
     _run(cut, cat)
     err = capfd.readouterr().err
     line = [ln for ln in err.splitlines() if "checkpoint" in ln]
     assert len(line) == 1, err
     assert "checkpoint.pt is damaged" in line[0] and f"resumed from checkpoint.prev.pt at step {steps[-2]}" in line[0]
+    assert "moved to checkpoint.pt.damaged" in line[0]
     assert "Traceback" not in err
     assert rows(cut / "progress.csv") == rows(tmp_path / "ref" / "progress.csv")
     assert rows(cut / "eval.csv") == rows(tmp_path / "ref" / "eval.csv")
-    assert not list(cut.glob("checkpoint*")) and not list(cut.glob(".*.tmp"))
+    assert not list(cut.glob("checkpoint*.pt")) and not list(cut.glob(".*.tmp"))
+    assert (cut / "checkpoint.pt.damaged").read_bytes() == damaged     # kept for inspection, not deleted
 
 
 def test_both_checkpoints_damaged_restarts_from_scratch_to_the_same_csvs(tmp_path, capfd):
@@ -192,6 +195,83 @@ def test_both_checkpoints_damaged_restarts_from_scratch_to_the_same_csvs(tmp_pat
     assert "restarting from step 0" in err and "Traceback" not in err
     assert rows(cut / "progress.csv") == rows(tmp_path / "ref" / "progress.csv")
     assert rows(cut / "eval.csv") == rows(tmp_path / "ref" / "eval.csv")
+
+
+def _unreadable(monkeypatch, cut):
+    """Reading checkpoint.pt fails with EIO (a disk or mount error), whatever opens it."""
+    import builtins
+    import errno
+    import io as _io
+    real = builtins.open
+
+    def failing_open(file, *a, **k):
+        if isinstance(file, str | os.PathLike) and os.path.basename(os.fspath(file)) == "checkpoint.pt":
+            raise OSError(errno.EIO, os.strerror(errno.EIO), os.fspath(file))
+        return real(file, *a, **k)
+    monkeypatch.setattr(builtins, "open", failing_open)
+    monkeypatch.setattr(_io, "open", failing_open)
+    return "Input/output error"
+
+
+def _unloadable(monkeypatch, cut):
+    """An intact sha256 trailer around bytes torch.load cannot unpickle (as when other code or
+    another numpy wrote the checkpoint)."""
+    from experiments.io import write_checked_atomic
+    write_checked_atomic(cut / "checkpoint.pt", b"PK\x03\x04 not a checkpoint this code can load")
+    return "passes its checksum but does not load"
+
+
+@pytest.mark.parametrize("fault", [_unreadable, _unloadable], ids=["unreadable", "unloadable"])
+def test_unreadable_or_unloadable_checkpoint_is_an_error_and_is_kept(tmp_path, monkeypatch, fault):
+    """Neither an OSError nor an unpickling error of a verified file proves damage: the run stops
+    with a ConfigError naming the file and the cause, both checkpoints stay byte for byte, and no
+    summary is written (so the same command tries again)."""
+    cat = _small_catalog()
+    _run(tmp_path / "cut", cat, stop_after=3)
+    cut = tmp_path / "cut"
+    before = {p.name: p.read_bytes() for p in cut.glob("checkpoint*")}
+    cause = fault(monkeypatch, cut)
+    if fault is _unloadable:
+        before["checkpoint.pt"] = (cut / "checkpoint.pt").read_bytes()
+    with pytest.raises(ConfigError) as e:
+        execute("ppo", "CartPole-v1", 5, 1536, cut, PPO_TINY, catalog=cat, progress_bar=False, checkpoint_secs=0)
+    monkeypatch.undo()
+    assert str(cut / "checkpoint.pt") in str(e.value) and cause in str(e.value)
+    assert (cut / "checkpoint.pt").exists() and (cut / "checkpoint.prev.pt").exists()
+    assert not list(cut.glob("*.damaged")) and not (cut / "summary.json").exists()
+    assert {p.name: p.read_bytes() for p in cut.glob("checkpoint*")} == before
+
+
+def test_checkpoint_of_another_format_is_refused(tmp_path):
+    """A checkpoint whose identity lacks the format (format 1: replay memory of normalised
+    observations, before issue 12) is refused with a message naming both formats, and kept."""
+    import io as _io
+
+    from experiments.io import write_checked_atomic
+    cat = _small_catalog()
+    _run(tmp_path / "cut", cat, stop_after=2)
+    p = tmp_path / "cut" / "checkpoint.pt"
+    state = torch.load(p, weights_only=False)
+    state["identity"].pop("format", None)
+    buf = _io.BytesIO()
+    torch.save(state, buf)
+    write_checked_atomic(p, buf.getbuffer())
+    with pytest.raises(ConfigError, match=r"checkpoint format 1, this code reads format 2"):
+        execute("ppo", "CartPole-v1", 5, 1536, tmp_path / "cut", PPO_TINY, catalog=cat, progress_bar=False,
+                checkpoint_secs=0)
+    assert p.exists() and not (tmp_path / "cut" / "summary.json").exists()
+
+
+def test_resume_removes_a_killed_checkpoint_writes_temp_file(tmp_path):
+    """A kill during a checkpoint write leaves a full-size ``.checkpoint.pt.*.tmp``; the next
+    attempt removes it when it resumes, not only when (if ever) the run finishes."""
+    cat = _small_catalog()
+    cut = tmp_path / "cut"
+    _run(cut, cat, stop_after=2)
+    stale = cut / ".checkpoint.pt.k1ll3d.tmp"
+    stale.write_bytes((cut / "checkpoint.pt").read_bytes()[:1000])
+    assert _run(cut, cat, stop_after=1)                      # resumed, then 'killed' again
+    assert not (cut / "summary.json").exists() and not stale.exists()
 
 
 def test_checksum_trailer_detects_truncation_extension_and_bit_flips(tmp_path):
