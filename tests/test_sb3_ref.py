@@ -176,10 +176,11 @@ def _check_contract_run(algo, env_id, steps, out, overrides=None):
 
 
 def test_reference_on_pendulum_with_vecnormalize(tmp_path, spy):
-    """sb3-a2c's Pendulum settings (rl-zoo) normalise observations and rewards: predict must see
-    observations normalised with the training statistics."""
+    """With observations and rewards normalised (VecNormalize), predict must see observations
+    normalised with the training statistics."""
     out = tmp_path / "a2c"
-    summary, progress, evals = _check_contract_run("sb3-a2c", "Pendulum-v1", 4096, out)
+    summary, progress, evals = _check_contract_run("sb3-a2c", "Pendulum-v1", 4096, out,
+                                                   {"norm_obs": True, "norm_reward": True})
     assert summary["hyperparams"]["norm_obs"] and summary["hyperparams"]["norm_reward"]
     algo = spy.algos[-1]
     assert type(algo.venv).__name__ == "VecNormalize"
