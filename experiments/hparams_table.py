@@ -21,14 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from algorithms.base import BaseConfig, config_dict
 from experiments.envs import load_catalog
-from experiments.hyperparams import Resolved, resolve_with_provenance
+from experiments.hyperparams import Resolved, load_parity, resolve_with_provenance
 from experiments.matrix import expand, load_config
-
-PARITY_YAML = Path(__file__).resolve().parent / "config" / "parity.yaml"
 
 # Source kind → (marker, legend). The kind is read from the start of the provenance label.
 MARKERS: dict[str, tuple[str, str]] = {
@@ -71,7 +67,7 @@ def _key_order(resolved: Sequence[Resolved]) -> list[str]:
 
 def build(config: Mapping[str, Any], parity: Mapping[str, Any] | None = None) -> list[EnvTable]:
     """One ``EnvTable`` per env of the matrix ``config``, in the matrix's order."""
-    parity = parity if parity is not None else yaml.safe_load(PARITY_YAML.read_text())
+    parity = parity if parity is not None else load_parity()
     catalog = load_catalog()
     pairs: dict[str, list[str]] = {}
     for a, b in parity.get("pairs", []):
@@ -176,7 +172,7 @@ def to_html(tables: Sequence[EnvTable], parity: Mapping[str, Any]) -> str:
 
 def write_tables(config: Mapping[str, Any], md: str | Path, html_path: str | Path) -> list[EnvTable]:
     """Resolve the matrix ``config`` and write both tables."""
-    parity = yaml.safe_load(PARITY_YAML.read_text())
+    parity = load_parity()
     tables = build(config, parity)
     for path, text in ((md, to_markdown(tables, parity)), (html_path, to_html(tables, parity))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,12 @@ from experiments.envs import EnvSpec
 from experiments.envs import _UniqueKeyLoader as UniqueKeyLoader  # duplicate keys are an error
 
 HYPERPARAMS_YAML = Path(__file__).resolve().parent / "config" / "hyperparams.yaml"
+PARITY_YAML = Path(__file__).resolve().parent / "config" / "parity.yaml"
+
+
+def load_parity(path: Path = PARITY_YAML) -> dict[str, Any]:
+    """experiments/config/parity.yaml: the like-for-like ``pairs``, one-sided keys, exceptions, notes."""
+    return yaml.safe_load(path.read_text())
 
 
 @dataclass(frozen=True)

@@ -118,16 +118,6 @@ def read_checked(path: Path | str) -> bytes:
     return data
 
 
-def verify_checked(path: Path | str) -> str | None:
-    """``None`` if ``path`` holds an intact checksummed file, else why not (one short phrase).
-    An ``OSError`` (unreadable) propagates: it says nothing about the file's bytes."""
-    try:
-        read_checked(path)
-    except ChecksumError as e:
-        return str(e)
-    return None
-
-
 def write_text_atomic(path: Path | str, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 

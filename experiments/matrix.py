@@ -10,8 +10,6 @@ from algorithms import registry
 from algorithms.base import ConfigError
 from experiments.envs import EnvCatalog, check_dependencies, load_catalog, validate_schema
 
-PARITY_YAML = Path(__file__).resolve().parent / "config" / "parity.yaml"
-
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
@@ -80,14 +78,14 @@ def check_pair_symmetry(config: Mapping[str, Any], classes: Mapping[str, type]) 
     """A like-for-like pair (parity.yaml ``pairs``) with both sides in the matrix must get the same
     ``set`` overrides on every key both configs have, unless ``asymmetric_ok`` lists the key: an
     override of one side only would silently break the comparison the pair exists for."""
-    import yaml
+    from experiments.hyperparams import load_parity
     fields = {a: {f.name for f in dataclasses.fields(cls.Config)} for a, cls in classes.items()}
     allowed = set(config.get("asymmetric_ok", []))
     unknown = allowed - set().union(*fields.values())
     if unknown:
         raise ConfigError(f"asymmetric_ok names unknown hyper-parameter(s) {sorted(unknown)}")
     sets = config.get("set", {})
-    for a, b in yaml.safe_load(PARITY_YAML.read_text())["pairs"]:
+    for a, b in load_parity()["pairs"]:
         if a not in classes or b not in classes:
             continue
         sa, sb = sets.get(a, {}), sets.get(b, {})

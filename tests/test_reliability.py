@@ -275,12 +275,20 @@ def test_resume_removes_a_killed_checkpoint_writes_temp_file(tmp_path):
 
 
 def test_checksum_trailer_detects_truncation_extension_and_bit_flips(tmp_path):
-    """verify_checked against a direct recomputation: intact → None; any change → a reason;
+    """read_checked against a direct recomputation: intact → the bytes; any change → ChecksumError;
     a checksummed torch file still opens with plain torch.load."""
     import hashlib
     import io as _io
 
-    from experiments.io import TRAILER_LEN, verify_checked, write_checked_atomic
+    from experiments.io import TRAILER_LEN, ChecksumError, read_checked, write_checked_atomic
+
+    def verify_checked(path):
+        """None if intact, else the reason (the runner's own check, read_checked)."""
+        try:
+            read_checked(path)
+        except ChecksumError as e:
+            return str(e)
+        return None
     buf = _io.BytesIO()
     torch.save({"w": torch.arange(1000.0)}, buf)
     p = tmp_path / "c.pt"
