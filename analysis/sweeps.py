@@ -94,6 +94,7 @@ def expand(config: Mapping[str, Any], check: bool = True) -> tuple[dict[str, Swe
     if check:
         from algorithms import registry
         from experiments.envs import load_catalog
+        from experiments.matrix import budget_of
         from experiments.runner import resolve_hyperparams
 
         catalog = load_catalog()
@@ -113,7 +114,7 @@ def expand(config: Mapping[str, Any], check: bool = True) -> tuple[dict[str, Swe
             steps = sw.get("steps")
             if check:
                 spec = catalog.get(env)
-                steps = steps or spec.budget[config.get("profile", "default")]
+                steps = steps or budget_of(spec, config.get("profile", "default"))
             for values in itertools.product(*(grid[k] for k in keys)):
                 setting = dict(zip(keys, values))
                 if check:

@@ -61,7 +61,7 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_d
     from experiments.runner import resolve_hyperparams
     runs = []
     for e, spec in specs.items():
-        steps = config.get("steps", {}).get(e, spec.budget[config["profile"]])
+        steps = config.get("steps", {}).get(e, budget_of(spec, config["profile"]))
         for a, cls in classes.items():
             if (a, e) in excluded or (a, None) in excluded or (None, e) in excluded:
                 continue
@@ -72,6 +72,11 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_d
     if not runs:
         raise ConfigError("experiment config yields no runs (check algorithms, envs and exclude)")
     return runs
+
+
+def budget_of(spec, profile: str) -> int:
+    """The env's budget for a profile; `replication` runs at the published (`paper`) budgets."""
+    return spec.budget["paper" if profile == "replication" else profile]
 
 
 def check_pair_symmetry(config: Mapping[str, Any], classes: Mapping[str, type]) -> None:

@@ -41,7 +41,7 @@ import yaml
 from algorithms import registry
 from algorithms.base import ConfigError, config_dict
 from experiments.envs import ROOT, EnvCatalog, load_catalog
-from experiments.matrix import env_slug
+from experiments.matrix import budget_of, env_slug
 
 CONFIG_DIR = ROOT / "experiments" / "config"
 TUNING_YAML, HYPERPARAMS_YAML = CONFIG_DIR / "tuning.yaml", CONFIG_DIR / "hyperparams.yaml"
@@ -181,7 +181,7 @@ def budgets(tuning: Mapping[str, Any], catalog: EnvCatalog) -> dict[str, int]:
     matrix = yaml.safe_load((ROOT / tuning["matrix"]).read_text())
     envs = {e for c in tuning["comparisons"].values() for e in c["envs"]}
     steps = {**(matrix.get("steps") or {}), **(tuning.get("steps") or {})}
-    return {e: int(steps.get(e, catalog.get(e).budget[matrix["profile"]])) for e in sorted(envs)}
+    return {e: int(steps.get(e, budget_of(catalog.get(e), matrix["profile"]))) for e in sorted(envs)}
 
 
 def plan(tuning: Mapping[str, Any], catalog: EnvCatalog | None = None, results: Path = RESULTS,

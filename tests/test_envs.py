@@ -369,3 +369,20 @@ def test_paper_profile_expands_with_the_registered_algorithms():
     atari = expand({**cfg, "algorithms": present, "seeds": [0, 1, 2, 3, 4], "suites": ["atari"]})
     assert {r.steps for r in atari} == {10_000_000} and {r.seed for r in atari} == set(range(5))
     assert len({r.env for r in atari}) == 4
+
+
+def test_replication_profile_is_what_its_issue_asks_for():
+    """Issue 16: Hopper/HalfCheetah/Walker2d at 1M × ≥ 5 seeds for ppo/trpo/npg and their SB3
+    references; continuous ACER and its four ablations on Walker2d-v5 only; outputs in the
+    committed snapshot."""
+    cfg = load_config(CONFIG_DIR / "replication.yaml")
+    runs = expand(cfg)
+    assert cfg["results"] == "results/snapshot/replication" and len(cfg["seeds"]) >= 5
+    assert {r.steps for r in runs} == {1_000_000}
+    cells = {(r.algo, r.env) for r in runs}
+    for env in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"):
+        assert {("ppo", env), ("trpo", env), ("npg", env), ("sb3-ppo", env), ("sb3-trpo", env)} <= cells
+    acer = {(a, e) for a, e in cells if a.startswith("acer")}
+    assert acer == {(a, "Walker2d-v5") for a in ("acer", "acer-no-trunc", "acer-no-tr",
+                                                 "acer-no-retrace", "acer-no-replay")}
+    assert all(sum((r.algo, r.env) == c for r in runs) == len(cfg["seeds"]) for c in cells)
