@@ -11,7 +11,7 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 
-from experiments.dag_locks import claim_workdir   # noqa: E402
+from experiments.dag_locks import claim_workdir, sync_manifest   # noqa: E402
 from experiments.envs import load_catalog   # noqa: E402
 from experiments.matrix import expand as expand_matrix   # noqa: E402
 

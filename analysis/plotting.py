@@ -45,6 +45,7 @@ def _figure(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with LOCK, sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
+            np.random.seed(0)   # seaborn's strip-plot jitter draws from the global generator
             try:
                 return fn(*args, **kwargs)
             finally:

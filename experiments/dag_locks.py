@@ -68,3 +68,28 @@ def claim_workdir(workdir: Path | str) -> list[Path]:
     removed = clear_stale_locks(workdir)
     register_owner(workdir)
     return removed
+
+
+def sync_manifest(path: Path | str, entries: list[str], outputs: list[Path | str]) -> bool:
+    """Keep ``path`` (a DAG input of the tables built from ``entries``) newer than those tables
+    whenever they must be redrawn; return whether it was rewritten or touched.
+
+    Snakemake (9.x) does not rerun a job whose outputs exist when one of its inputs is missing,
+    even if another rule can make that input: adding an algorithm to the matrix, or deleting a
+    run to retrain it, would leave "Nothing to be done". So the Snakefile passes the matrix's run
+    list here: the file is rewritten when the list changed and touched when one of ``outputs``
+    (the runs' summary.json) is missing; either makes it newer than the tables, which Snakemake
+    then rebuilds, training the missing runs first. Unchanged and complete: left alone."""
+    path = Path(path)
+    text = "\n".join(sorted(entries)) + "\n"
+    old = path.read_text(encoding="utf-8") if path.exists() else None
+    if old != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        return True
+    if any(not Path(o).exists() for o in outputs):
+        os.utime(path)
+        return True
+    return False

@@ -1,5 +1,6 @@
 """The DAG: dry run of the default matrix, a real smoke run, and adding an algorithm."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,46 @@ def test_adding_an_algorithm_is_one_file_and_one_registry_line(repo):
     r = snakemake(repo, "--configfile", "mine.yaml")
     assert r.returncode == 0, r.stderr[-4000:]
     assert (repo / "results/runs/random-search/CartPole-v1/0/summary.json").exists()
+
+
+def clean_clone(root, dst):
+    """The files a clean clone of the working tree has: tracked, plus untracked but not ignored."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for f in filter(None, files):
+        if (root / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / f, dst / f)
+    return dst
+
+
+def test_adding_an_algorithm_trains_only_its_runs(root, tmp_path):
+    """Issue 16: the default matrix's committed per-run outputs are what the DAG sees as done, so
+    on a clean clone a newly registered algorithm added to the matrix makes Snakemake schedule
+    its own training runs and nothing else's (the analysis is redrawn with it)."""
+    repo = clean_clone(root, tmp_path / "repo")
+    cfg_path = repo / "experiments/config/default.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    committed = list((repo / cfg["results"] / "runs").glob("*/*/*/summary.json"))
+    assert committed, "the default snapshot's per-run outputs are not committed"
+
+    before = snakemake(repo, "-n", timeout=300)
+    assert before.returncode == 0, before.stderr[-3000:]
+    assert "rule train:" not in before.stdout + before.stderr, "a clean clone re-trains committed runs"
+
+    (repo / "algorithms" / "random_search.py").write_text(textwrap.dedent(NEW_ALGO))
+    reg = repo / "algorithms" / "registry.py"
+    anchor = "ALGORITHMS: dict[str, Target] = {\n"
+    reg.write_text(reg.read_text().replace(anchor, anchor + '    "random-search": "algorithms.random_search:RandomSearch",\n'))
+    cfg_path.write_text(cfg_path.read_text().replace("algorithms: [", "algorithms: [random-search, ", 1))
+    deleted = sorted(committed)[0]            # a run deleted to be retrained is retrained too
+    shutil.rmtree(deleted.parent)
+    r = snakemake(repo, "-n", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    jobs = re.findall(r"rule (train|sweep_run|\w+):\n(?:.*\n)*?\s+wildcards: algo=([^,]+), env=([^,]+),.*seed=(\d+)", out)
+    trained = {(a, e, int(s)) for rule, a, e, s in jobs}
+    expected = {("random-search", e, s) for e in cfg["envs"] for s in cfg["seeds"]}   # it acts in both spaces
+    expected.add((deleted.parts[-4], deleted.parts[-3], int(deleted.parts[-2])))
+    assert trained == expected, sorted(trained ^ expected)[:10]
+    assert "analysis_claims" in out and "calibration" in out
