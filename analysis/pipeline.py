@@ -305,6 +305,10 @@ def run_step(rule: str, smk: Any) -> None:
     elif rule == "analysis_html":
         make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"), i.get("metrics"),
                   i.get("calibration"))
+    elif rule == "analysis_ledger":
+        from analysis.ledger import make_ledger
+
+        make_ledger(i.curves, i.updates, i.runs, o.csv, o.md, o.html, i.published)
     elif rule == "hyperparams_table":
         from experiments.hparams_table import write_tables
 

@@ -49,6 +49,18 @@ _SWEEP_LIST = [{"run_dir": d, "algo": r.algo, "env": r.env, "seed": r.seed, "ste
                 "setting": [list(kv) for kv in r.setting]} for d, r in SWEEPS.items()]
 
 
+# The matrix's run lists as DAG inputs of the tables (experiments/dag_locks.py::sync_manifest):
+# a run added to the matrix, or deleted to be retrained, makes Snakemake redraw the tables and so
+# train it; committed runs that are present are never retrained.
+RUNS_MANIFEST = f"{RESULTS}/runs/MATRIX"
+SWEEPS_MANIFEST = f"{RESULTS}/sweeps/MATRIX"
+if workflow.is_main_process:
+    sync_manifest(RUNS_MANIFEST, [f"{d} {r.steps}" for d, r in RUNS.items()], [f"{d}/summary.json" for d in RUNS])
+    if SWEEPS:
+        sync_manifest(SWEEPS_MANIFEST, [f"{d} {r.steps}" for d, r in SWEEPS.items()],
+                      [f"{d}/summary.json" for d in SWEEPS])
+
+
 _cap = lambda name: f"../report/{name}.rst"   # noqa: E731  (no `def` beside rules: snakemake --lint)
 
 
@@ -56,7 +68,7 @@ ANALYSIS_TARGETS = (
     [f"{_T}/{n}" for n in ("runs.csv", "curves.parquet", "curves.csv", "updates.parquet", "run_metrics.csv",
                            "stats.csv", "poi.csv", "claims.csv", "claims_parts.csv", "claims.md", "calibration.csv",
                            "claims.html", "verdicts.html", "runs.html", "stats.html", "poi.html", "hyperparams.md",
-                           "hyperparams.html")]
+                           "hyperparams.html", "ledger.csv", "ledger.md", "ledger.html")]
     + [f"{_F}/{v}" for v in (*_FIGURES.values(), "aggregate_iqm_poi.png")]
     + ([f"{_F}/{v}" for v in _TOY_FIGURES.values()] if TOYS_ON else [])
     + ([SWEEPS_CSV, f"{_F}/sweep_robustness.png"] if SWEEPS else [])
@@ -67,6 +79,7 @@ rule analysis_tables:
     """Every run the matrix lists (failed and missing included) → runs / curves / updates tables."""
     input:
         [f"{d}/summary.json" for d in RUNS],
+        manifest=RUNS_MANIFEST,
     output:
         runs=report(f"{_T}/runs.csv", caption=_cap("runs"), category=_CAT_TABLES, subcategory="Downloads"),
         curves_parquet=f"{_T}/curves.parquet",
@@ -183,6 +196,7 @@ if SWEEPS:
         """Every sweep run (failed and missing included) with its metrics and hyper-parameters."""
         input:
             [f"{d}/summary.json" for d in SWEEPS],
+            manifest=SWEEPS_MANIFEST,
         output:
             csv=report(SWEEPS_CSV, caption=_cap("sweeps"), category=_CAT_ROBUST),
         params:
@@ -274,6 +288,24 @@ rule analysis_html:
         poi=report(f"{_T}/poi.html", caption=_cap("poi"), category=_CAT_TABLES, subcategory="Tables"),
     log:
         f"{RESULTS}/logs/analysis/analysis_html.log",
+    localrule: True
+    script:
+        _STEP
+
+
+rule analysis_ledger:
+    """Ours vs published (analysis/data/published.csv): the same statistic from our runs, with a t-interval."""
+    input:
+        curves=f"{_T}/curves.parquet",
+        updates=f"{_T}/updates.parquet",
+        runs=f"{_T}/runs.csv",
+        published=str(Path(workflow.basedir, "analysis/data/published.csv")),
+    output:
+        csv=report(f"{_T}/ledger.csv", caption=_cap("ledger"), category=_CAT_TABLES, subcategory="Downloads"),
+        md=f"{_T}/ledger.md",
+        html=report(f"{_T}/ledger.html", caption=_cap("ledger"), category=_CAT_TOP, subcategory="Ours vs published"),
+    log:
+        f"{RESULTS}/logs/analysis/analysis_ledger.log",
     localrule: True
     script:
         _STEP

@@ -1,0 +1,70 @@
+"""The ours-vs-published ledger: per-run statistics against direct computations, the interval
+against scipy, the verdict and budget logic on synthetic runs, and the data file's integrity."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from analysis import ledger
+from experiments.envs import load_catalog
+
+
+def _curves(algo, env, finals, steps=(0, 500, 1000, 1500)):
+    """Eval curves whose value at the last step ≤ 1000 is `final`, with a spike after the budget."""
+    rows = []
+    for seed, f in enumerate(finals):
+        for s in steps:
+            v = f if s == 1000 else (f - 10 if s < 1000 else 1e6)
+            rows.append({"algo": algo, "env": env, "seed": seed, "status": "ok", "step": s, "eval_return": v})
+    return pd.DataFrame(rows)
+
+
+def test_final_train_is_the_mean_of_the_last_100_episodes():
+    rng = np.random.default_rng(0)
+    n = rng.integers(0, 9, size=60)
+    r = rng.normal(100, 30, size=60)
+    u = pd.DataFrame({"step": np.arange(60) * 10, "episode_return": np.where(n > 0, r, np.nan), "episodes": n})
+    episodes = np.repeat(r, n)                     # every training episode, oldest first
+    assert ledger.final_train(pd.DataFrame(), u) == pytest.approx(episodes[-100:].mean())
+    short = u.iloc[:5]
+    assert ledger.final_train(pd.DataFrame(), short) == pytest.approx(np.repeat(r[:5], n[:5]).mean())
+
+
+def test_eval_statistics():
+    e = pd.DataFrame({"step": [30, 10, 20], "eval_return": [5.0, 1.0, 9.0]})
+    assert ledger.max_eval(e, None) == 9.0 and ledger.final_eval(e, None) == 5.0
+
+
+def test_t_interval_matches_scipy():
+    x = np.array([1.0, 4.0, 2.5, 7.0, 3.0])
+    m, lo, hi = ledger.t_interval(x)
+    exp = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+    assert m == pytest.approx(x.mean()) and (lo, hi) == pytest.approx(exp)
+
+
+@pytest.mark.parametrize("published,verdict", [(500.0, "within"), (400.0, "above"), (700.0, "below")])
+def test_verdict_within_the_published_budget(published, verdict):
+    finals = [480.0, 500.0, 520.0, 510.0, 490.0]
+    curves = _curves("ppo", "Hopper-v5", finals)
+    runs = pd.DataFrame({"algo": "ppo", "env": "Hopper-v5", "seed": range(5), "status": "ok", "total_steps": 1500})
+    pub = pd.DataFrame([{"source": "x", "algo": "ppo", "env": "Hopper-v5", "env_version": "v3", "budget": 1000,
+                         "seeds": 10, "statistic": s, "value": published, "spread": np.nan, "notes": ""}
+                        for s in ("final_eval", "max_eval")])
+    t = ledger.ledger_table(pub, curves, pd.DataFrame(columns=["algo", "env", "seed", "step"]), runs)
+    assert list(t["algo"]) == ["ppo", "ppo"]          # sb3-ppo has no runs: no row
+    for _, r in t.iterrows():                         # the spike after the budget is ignored
+        assert r["ours"] == pytest.approx(np.mean(finals)) and r["n_runs"] == 5
+        assert r["verdict"] == verdict and "v5 here, v3 there" in r["note"]
+    runs["total_steps"] = 900                         # our budget below theirs: not compared
+    t = ledger.ledger_table(pub, curves, pd.DataFrame(columns=["algo", "env", "seed", "step"]), runs)
+    assert set(t["verdict"]) == {"—"} and t["note"].str.contains("not compared").all()
+
+
+def test_published_data_file_is_well_formed():
+    d = ledger.load_published()
+    catalog = load_catalog()
+    for env in set(d["env"]):
+        catalog.get(env)                              # every env is one of envs.yaml
+    assert d["value"].notna().all() and (d["budget"] > 0).all() and (d["seeds"] >= 1).all()
+    assert not d.duplicated(["source", "algo", "env", "statistic", "budget"]).any()
+    assert {"tianshou", "rl-zoo", "cleanrl", "baselines"} <= set(d["source"])
