@@ -129,10 +129,11 @@ class DiscreteACERNet(nn.Module):
         action_space: gym.spaces.Discrete,
         hidden: tuple[int, ...],
         activation: str,
+        cnn: str = "nature",
     ) -> None:
         super().__init__()
         act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-        self.trunk, d = make_trunk(obs_space, hidden, act)
+        self.trunk, d = make_trunk(obs_space, hidden, act, cnn)
         ortho_init(self.trunk)
         self.pi = ortho_init(nn.Linear(d, int(action_space.n)), gain=0.01)
         self.q = ortho_init(nn.Linear(d, int(action_space.n)), gain=1.0)
@@ -223,10 +224,10 @@ class ACER(Algorithm):
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
         if self.discrete:
-            self.net = DiscreteACERNet(obs_space, act_space, cfg.net_arch, cfg.activation)
+            self.net = DiscreteACERNet(obs_space, act_space, cfg.net_arch, cfg.activation, cfg.cnn)
             self.terms, self.stat_shapes = discrete_terms, {"log_probs": (int(act_space.n),)}
         else:
-            self.net = SDNet(obs_space, act_space, cfg.net_arch, cfg.activation, cfg.log_std_init)
+            self.net = SDNet(obs_space, act_space, cfg.net_arch, cfg.activation, cfg.log_std_init, cfg.cnn)
             d = tuple(act_space.shape)
             self.terms, self.stat_shapes = continuous_terms, {"mean": d, "log_std": d}
             self.low, self.high = act_space.low, act_space.high
@@ -240,7 +241,8 @@ class ACER(Algorithm):
             self.opt = torch.optim.RMSprop(self.params, cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps,
                                            foreach=True)
         self.memory = None if cfg.replay_ratio == 0 else ReplayMemory(
-            cfg.n_steps, cfg.n_envs, obs_space, act_space, cfg.buffer_size, self.stat_shapes)
+            cfg.n_steps, cfg.n_envs, obs_space, act_space, cfg.buffer_size, self.stat_shapes,
+            frame_stacked=cfg.cnn == "nature")   # Atari stacks frames; MinAtar's grid is one image
         self.rng = np.random.default_rng(np.random.SeedSequence([run.seed, 0xACE2]))
         self.step = 0
 

@@ -45,12 +45,13 @@ class SDNet(nn.Module):
         hidden: tuple[int, ...],
         activation: str,
         log_std_init: float = 0.0,
+        cnn: str = "nature",
     ) -> None:
         super().__init__()
         act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
         share = is_image_space(obs_space)
-        self.pi_trunk, d = make_trunk(obs_space, hidden, act)
-        self.v_trunk = self.pi_trunk if share else make_trunk(obs_space, hidden, act)[0]
+        self.pi_trunk, d = make_trunk(obs_space, hidden, act, cnn)
+        self.v_trunk = self.pi_trunk if share else make_trunk(obs_space, hidden, act, cnn)[0]
         ortho_init(self.pi_trunk)
         ortho_init(self.v_trunk)
         D = int(np.prod(action_space.shape))

@@ -56,6 +56,12 @@ class BaseConfig:
     activation: str = "tanh"
     norm_obs: bool = False
     norm_reward: bool = False
+    cnn: str = "nature"                 # image observations: "nature" (Atari) or "minatar" trunk
+
+    def __post_init__(self) -> None:
+        from algorithms.core.nets import CNNS
+        if self.cnn not in CNNS:
+            raise ConfigError(f"cnn must be one of {CNNS}, got {self.cnn!r}")
 
 
 class Algorithm(abc.ABC):

@@ -64,7 +64,7 @@ class PPO(Algorithm):
         super().__init__(cfg, run)
         self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward)
         self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
-                                  cfg.net_arch, cfg.activation, cfg.log_std_init)
+                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn)
         self.params = list(self.policy.parameters())
         # fused Adam: one kernel for all parameters instead of ~10 small ops per tensor
         self.opt = torch.optim.Adam(self.params, lr=cfg.learning_rate, eps=1e-5, fused=True)

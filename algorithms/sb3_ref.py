@@ -268,7 +268,10 @@ class SB3Algorithm(Algorithm):
         act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.activation]
         kw: dict[str, Any] = {"activation_fn": act, "ortho_init": True}
         if self.image:
-            kw["net_arch"] = []                    # Nature CNN → heads, as ours
+            kw["net_arch"] = []                    # CNN trunk → heads, as ours
+            if cfg.cnn == "minatar":
+                from algorithms.core.sb3_extractors import MinAtarExtractor
+                kw["features_extractor_class"] = MinAtarExtractor
         else:
             kw["net_arch"] = {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)}
         import gymnasium as gym

@@ -118,7 +118,7 @@ class NPG(Algorithm):
         self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs,
                                 norm_reward=cfg.norm_reward)
         self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
-                                  cfg.net_arch, cfg.activation, cfg.log_std_init)
+                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn)
         self.critic_opt = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate,
                                            eps=CRITIC_ADAM_EPS, fused=True)
         self.buffer = RolloutBuffer(cfg.n_steps, self.env)

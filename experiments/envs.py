@@ -28,6 +28,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 OPTIONAL_DEPS = {  # family → (module to import, install hint)
     "mujoco": ("mujoco", "pip install 'gymnasium[mujoco]' mujoco"),
     "atari": ("ale_py", "pip install 'gymnasium[atari]' ale-py"),
+    "minatar": ("minatar", "pip install minatar"),
 }
 
 
@@ -52,6 +53,7 @@ class EnvSpec:
     random_score: float
     hyperparams: dict[str, Any] = field(default_factory=dict)
     atari: dict[str, Any] = field(default_factory=dict)
+    minatar: dict[str, Any] = field(default_factory=dict)
     catalogued: bool = True   # False: inferred from gymnasium's registration (``infer_spec``)
 
 
@@ -121,6 +123,7 @@ def load_catalog(path: Path | str = ENVS_YAML) -> EnvCatalog:
             eval_episodes=ev.get("episodes", fam["eval_episodes"]),
             threshold=float(e["threshold"]), random_score=float(e["random_score"]),
             hyperparams=dict(fam.get("hyperparams", {})), atari=dict(fam.get("atari", {})),
+            minatar=dict(fam.get("minatar", {})),
         )
     for suite, ids in data["suites"].items():
         for i, env_id in enumerate(ids):
@@ -141,12 +144,24 @@ MINATAR_PREFIX = "MinAtar/"
 
 
 def _register_optional_envs() -> None:
-    """Make gymnasium's registry hold the ALE ids too (registered on ``ale_py`` import)."""
+    """Make gymnasium's registry hold the ALE ids (registered on ``ale_py`` import) and the
+    MinAtar ids (``minatar.gym.register_envs``, which ``import minatar`` does not call)."""
     try:
         import ale_py
+        gym.register_envs(ale_py)
+    except ImportError:
+        pass
+    register_minatar()
+
+
+def register_minatar() -> None:
+    if "MinAtar/Breakout-v0" in gym.registry:
+        return
+    try:
+        import minatar.gym
     except ImportError:
         return
-    gym.register_envs(ale_py)
+    minatar.gym.register_envs()
 
 
 def _registered(env_id: str) -> bool:
@@ -205,7 +220,8 @@ def infer_spec(env_id: str, families: dict[str, dict[str, Any]], known: list[str
         env.close()
     return EnvSpec(id=env_id, family=family, actions=actions, budget={}, eval_freq=int(fam["eval_freq"]),
                    eval_episodes=int(fam["eval_episodes"]), threshold=math.nan, random_score=math.nan,
-                   hyperparams=dict(fam.get("hyperparams", {})), atari=dict(fam.get("atari", {})), catalogued=False)
+                   hyperparams=dict(fam.get("hyperparams", {})), atari=dict(fam.get("atari", {})),
+                   minatar=dict(fam.get("minatar", {})), catalogued=False)
 
 
 def uncatalogued_note(spec: EnvSpec) -> str:
@@ -227,6 +243,8 @@ def check_dependencies(spec: EnvSpec) -> None:
     if spec.family == "atari":
         import ale_py
         gym.register_envs(ale_py)
+    if spec.family == "minatar":
+        register_minatar()
     try:
         gym.spec(spec.id)
     except gym.error.Error as e:
@@ -302,6 +320,8 @@ def make_env(spec: EnvSpec, train: bool) -> gym.Env:
     ``RecordEpisodeStatistics`` is always the innermost wrapper, so ``info["episode"]`` holds
     the raw return of the full episode (for Atari: the whole game, all lives, unclipped
     score; its length ``l`` counts emulator frames, not agent steps)."""
+    if spec.family == "minatar":
+        return make_minatar(spec)
     if spec.family != "atari":
         return gym.wrappers.RecordEpisodeStatistics(gym.make(spec.id))
     import ale_py
@@ -324,9 +344,42 @@ def make_env(spec: EnvSpec, train: bool) -> gym.Env:
     return gym.wrappers.FrameStackObservation(env, a.get("frame_stack", 4))
 
 
+# MinAtar (Young & Tian 2019): the paper's conventions, stated in envs.yaml and recorded in
+# summary.json's eval block: sticky actions 0.1, difficulty ramping on, the full action set
+# (6 actions, the `-v0` ids; `-v1` is the later minimal set), no frame stacking (the 10×10×n
+# grid holds the motion trails), no reward clipping, no episodic life. The paper sets no
+# episode limit; `max_episode_steps` bounds an episode (training and evaluation alike, a
+# truncation that is bootstrapped) so that one evaluation cannot run forever.
+MINATAR_DEFAULTS = {"sticky_action_prob": 0.1, "difficulty_ramping": True, "max_episode_steps": 10_000}
+
+
+class MinAtarObservation(gym.ObservationWrapper):
+    """MinAtar's (10, 10, n) bool grid → (n, 10, 10) uint8 in {0, 1}, channel-first as the CNNs
+    expect. Box(0, 1): SB3 does not treat it as an 8-bit image (no ÷255, no transpose)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        h, w, c = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0, 1, (c, h, w), np.uint8)
+
+    def observation(self, obs: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.uint8)
+
+
+def make_minatar(spec: EnvSpec) -> gym.Env:
+    register_minatar()
+    m = {**MINATAR_DEFAULTS, **spec.minatar}
+    env = gym.make(spec.id, sticky_action_prob=m["sticky_action_prob"], difficulty_ramping=m["difficulty_ramping"],
+                   max_episode_steps=m["max_episode_steps"])
+    return MinAtarObservation(gym.wrappers.RecordEpisodeStatistics(env))
+
+
 def eval_protocol(spec: EnvSpec) -> dict[str, Any]:
     """What ``summary.json``'s ``eval`` block records beyond freq and episodes (Atari: the
-    episode cap in frames and whether FIRE is pressed on reset / after a life loss)."""
+    episode cap in frames and whether FIRE is pressed on reset / after a life loss; MinAtar:
+    its conventions)."""
+    if spec.family == "minatar":
+        return {"minatar": {**MINATAR_DEFAULTS, **spec.minatar}}
     if spec.family != "atari":
         return {}
     return {"max_frames": ale_kwargs(spec, train=False)["max_num_frames_per_episode"],

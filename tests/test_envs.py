@@ -380,9 +380,33 @@ def test_replication_profile_is_what_its_issue_asks_for():
     assert cfg["results"] == "results/snapshot/replication" and len(cfg["seeds"]) >= 5
     assert {r.steps for r in runs} == {1_000_000}
     cells = {(r.algo, r.env) for r in runs}
+    for env in ("MinAtar/Breakout-v0", "MinAtar/SpaceInvaders-v0"):      # C5/C6 on Atari-like tasks
+        assert {a for a, e in cells if e == env} == {"acer", "acer-no-trunc", "acer-no-tr", "acer-no-retrace",
+                                                     "acer-no-replay", "sb3-a2c", "ppo", "sb3-ppo"}
+    cells = {(a, e) for a, e in cells if not e.startswith("MinAtar/")}
     for env in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"):
         assert {("ppo", env), ("trpo", env), ("npg", env), ("sb3-ppo", env), ("sb3-trpo", env)} <= cells
     acer = {(a, e) for a, e in cells if a.startswith("acer")}
     assert acer == {(a, "Walker2d-v5") for a in ("acer", "acer-no-trunc", "acer-no-tr",
                                                  "acer-no-retrace", "acer-no-replay")}
     assert all(sum((r.algo, r.env) == c for r in runs) == len(cfg["seeds"]) for c in cells)
+
+
+# --- MinAtar ------------------------------------------------------------------------------------
+
+def test_minatar_family_has_the_paper_conventions_and_records_them():
+    from experiments.envs import eval_protocol, make_env
+    for env_id in CATALOG.suite("minatar"):
+        spec = CATALOG.get(env_id)
+        assert spec.hyperparams["cnn"] == "minatar" and env_id.endswith("-v0")   # full action set
+        env = make_env(spec, train=True)
+        obs, _ = env.reset(seed=0)
+        game = env.unwrapped.game
+        assert game.sticky_action_prob == 0.1 and env.spec.kwargs["difficulty_ramping"] is True
+        assert env.action_space.n == 6
+        c = game.state_shape()[2]
+        assert obs.shape == (c, 10, 10) and obs.dtype == np.uint8 and set(np.unique(obs)) <= {0, 1}
+        assert np.array_equal(obs, game.state().transpose(2, 0, 1))       # channel-first, same grid
+        assert env.spec.max_episode_steps == 10_000
+        assert eval_protocol(spec)["minatar"] == {"sticky_action_prob": 0.1, "difficulty_ramping": True,
+                                                  "max_episode_steps": 10_000}

@@ -287,3 +287,27 @@ def test_real_atari_pipeline_round_trip():
     mem.add(**seg)
     np.testing.assert_array_equal(mem.get(np.zeros(N, int), np.arange(N)).obs.numpy(), seg["obs"])
     env.close()
+
+
+def test_minatar_grids_are_stored_whole_and_never_normalised():
+    """MinAtar observations are uint8 images but not frame stacks (``frame_stacked=False``): the
+    memory keeps each grid as it is (no stack compression, whose consistency check they would
+    fail), returns it bit for bit and never normalises it."""
+    from experiments.envs import load_catalog, make_env
+
+    spec = load_catalog().get("MinAtar/Breakout-v0")
+    T, N = 8, 2
+    env = VecEnv([lambda: make_env(spec, train=True)] * N, seed=3)
+    mem = ReplayMemory(T, N, env.single_observation_space, env.single_action_space, 3 * T * N,
+                       {"log_probs": (2,)}, frame_stacked=False)
+    assert not mem.image and mem.obs.dtype == np.uint8 and mem.obs.shape == (3, N, T + 1, 4, 10, 10)
+    segs = [_collect(env, T) for _ in range(4)]          # 4 segments into 3 slots: one overwrite
+    for s in segs:
+        mem.add(**s)
+    for slot, seg in zip([1, 2, 0], segs[1:]):
+        b = mem.get(np.full(N, slot), np.arange(N), normalizer=_ShiftAll())
+        assert b.obs.dtype == torch.uint8
+        np.testing.assert_array_equal(b.obs.numpy(), seg["obs"])
+    with pytest.raises(ValueError, match="neither"):      # the Atari path would refuse them
+        ReplayMemory(T, N, env.single_observation_space, env.single_action_space, 3 * T * N,
+                     {"log_probs": (2,)}).add(**segs[0])

@@ -25,8 +25,11 @@ def snakemake(repo, *args, timeout=900):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_dry_run_of_the_default_matrix(root):
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--quiet", "rules"],
+@pytest.mark.parametrize("config", [None, "replication.yaml", "paper.yaml"])
+def test_dry_run_of_the_shipped_matrices(root, config):
+    """Every shipped matrix builds its DAG (job resources for every env family included)."""
+    extra = ["--configfile", f"experiments/config/{config}"] if config else []
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--quiet", "rules", *extra],
                        cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
 

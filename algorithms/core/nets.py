@@ -1,4 +1,4 @@
-"""Networks: MLPs with orthogonal init, the Nature-DQN CNN trunk, and the actor-critic
+"""Networks: MLPs with orthogonal init, the Nature-DQN and MinAtar CNN trunks, and the actor-critic
 used by PPO, NPG and TRPO.
 
 The policy head outputs the statistics φ of its distribution (logits, or a mean with a
@@ -49,15 +49,37 @@ class NatureCNN(nn.Module):
         return self.net(x.float() / 255.0)
 
 
+class MinAtarCNN(nn.Module):
+    """Young & Tian 2019 (MinAtar) trunk: (n, 10, 10) binary grid → one 3×3 convolution with 16
+    channels, stride 1 → ReLU → 128 units → ReLU. Inputs are 0/1 already: no scaling."""
+
+    def __init__(self, in_channels: int, height: int = 10, width: int = 10, features: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, 1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(16 * (height - 2) * (width - 2), features), nn.ReLU(),
+        )
+        self.out_dim = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float())
+
+
+CNNS = ("nature", "minatar")   # BaseConfig.cnn: the trunk for image observations
+
+
 def is_image_space(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
-def make_trunk(obs_space: gym.Space, hidden: tuple[int, ...], activation: type[nn.Module]) -> tuple[nn.Module, int]:
-    """A feature extractor for the observation space and its output width."""
+def make_trunk(obs_space: gym.Space, hidden: tuple[int, ...], activation: type[nn.Module],
+               cnn: str = "nature") -> tuple[nn.Module, int]:
+    """A feature extractor for the observation space and its output width: for images the CNN
+    named by ``cnn`` (``CNNS``), otherwise an MLP with ``hidden`` units."""
     if is_image_space(obs_space):
-        cnn = NatureCNN(obs_space.shape[0])
-        return cnn, cnn.out_dim
+        c, h, w = obs_space.shape
+        trunk = NatureCNN(c) if cnn == "nature" else MinAtarCNN(c, h, w)
+        return trunk, trunk.out_dim
     in_dim = int(np.prod(obs_space.shape))
     if not hidden:
         return nn.Flatten(), in_dim
@@ -93,12 +115,13 @@ class ActorCritic(nn.Module):
         activation: str = "tanh",
         log_std_init: float = 0.0,
         share_trunk: bool | None = None,
+        cnn: str = "nature",
     ) -> None:
         super().__init__()
         act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
         self.share = is_image_space(obs_space) if share_trunk is None else share_trunk
-        self.pi_trunk, d = make_trunk(obs_space, hidden, act)
-        self.v_trunk = self.pi_trunk if self.share else make_trunk(obs_space, hidden, act)[0]
+        self.pi_trunk, d = make_trunk(obs_space, hidden, act, cnn)
+        self.v_trunk = self.pi_trunk if self.share else make_trunk(obs_space, hidden, act, cnn)[0]
         ortho_init(self.pi_trunk)
         if not self.share:
             ortho_init(self.v_trunk)

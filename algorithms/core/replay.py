@@ -100,20 +100,22 @@ class ReplayMemory:
     """FIFO memory of ``capacity // (T·N)`` slots of ``T`` steps × ``N`` envs."""
 
     def __init__(self, T: int, N: int, obs_space: gym.Space, action_space: gym.Space, capacity: int,
-                 stat_shapes: dict[str, tuple[int, ...]]) -> None:
+                 stat_shapes: dict[str, tuple[int, ...]], frame_stacked: bool = True) -> None:
         self.T, self.N = T, N
         self.n_slots = max(1, capacity // (T * N))
         C = self.n_slots
-        self.image = is_image_space(obs_space)
+        # uint8 images are either frame stacks (Atari; stored as single frames) or whole grids
+        # (MinAtar, ``frame_stacked=False``; stored as they are, uint8)
+        self.image = is_image_space(obs_space) and frame_stacked
         self.obs_shape = tuple(obs_space.shape)
-        self.obs_dtype = np.uint8 if self.image else np.float32
+        self.obs_dtype = np.uint8 if is_image_space(obs_space) else np.float32
         # np.zeros is calloc: pages cost memory only once written.
         if self.image:
             self.S = self.obs_shape[0]
             self.frames = np.zeros((C, N, self.S + T, *self.obs_shape[1:]), np.uint8)
             self.starts = np.zeros((C, N, T + 1), bool)  # s_t is an episode start (t ≥ 1)
         else:
-            self.obs = np.zeros((C, N, T + 1, *self.obs_shape), np.float32)  # raw s_t
+            self.obs = np.zeros((C, N, T + 1, *self.obs_shape), self.obs_dtype)  # raw s_t
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.actions = np.zeros(
             (C, N, T) if self.discrete else (C, N, T, *action_space.shape),

@@ -34,6 +34,7 @@ FAMILY_RESOURCES = {
     "classic": {"rate": 300, "mem_mb": 2000},
     "mujoco": {"rate": 300, "mem_mb": 3000},
     "atari": {"rate": 40, "mem_mb": 16000},
+    "minatar": {"rate": 300, "mem_mb": 3000},   # PPO 3 200, A2C 3 600, ACER 4 100 steps/s at 30k (loaded)
 }
 SLOWER = {"acer": 3}   # algorithm-name prefixes slower than their family's rate (replay)
 MAX_RUNTIME = 2880     # minutes (48 h, a common partition limit): longer runs continue in retries
