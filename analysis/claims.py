@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import mechanisms, stats
 from analysis.aggregate import is_main
 from analysis.config import CLAIMS_YAML, deep_merge, load_config  # noqa: F401  (re-exported)
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+INERT = "inert at this budget"   # a C6 part whose ablated mechanism never acted (analysis/mechanisms.py)
 
 STATEMENTS = {
     "C1": "Natural gradient descent converges faster than gradient descent",
@@ -541,7 +542,30 @@ def claim_c5(metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
     )
 
 
-def claim_c6(metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+def _where_active(
+    name: str, metrics: pd.DataFrame | None, act: pd.DataFrame, ablations: list[str], x: str, y: str, **kw: Any
+) -> Part:
+    """``_compare_part`` on the envs where every mechanism ``ablations`` remove is active in the full
+    runs; "inert at this budget" when no env with runs of both x and y is left."""
+    inert = mechanisms.inert_envs(act, ablations)
+    if metrics is None or metrics.empty or not inert:
+        return _compare_part(name, metrics, x, y, **kw)
+    both = set(metrics.loc[metrics["algo"] == x, "env"]) & set(metrics.loc[metrics["algo"] == y, "env"])
+    why = "; ".join(inert[e] for e in sorted(inert) if e in both)
+    kept = metrics[~metrics["env"].isin(inert)]
+    if not both - set(inert):
+        return Part(name, INERT, kw["metric"],
+                    "not tested: the removed mechanism is below C6.min_active in the full runs",
+                    runs_used=runs_used(metrics, [x, y]),
+                    reason=f"mechanism below min_active in every env with runs of both ({why})")
+    part = _compare_part(name, kept, x, y, **kw)
+    if why:
+        part.reason = "; ".join(r for r in (part.reason, f"judged without the envs where it is inert ({why})") if r)
+    return part
+
+
+def claim_c6(metrics: pd.DataFrame | None, cfg: Mapping[str, Any], updates: pd.DataFrame | None = None) -> Claim:
+    """Each ablation judged only where the mechanism it removes acts in the full ACER's runs."""
     c = cfg.get("C6", {})
     full, ess, least = (
         c.get("full", "acer"),
@@ -549,18 +573,21 @@ def claim_c6(metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
         c.get("least", "acer-no-trunc"),
     )
     col = c.get("metric", "auc_norm")
+    act = mechanisms.activity(updates, full, float(c.get("min_active", 0.01)))
     parts = [
-        _compare_part(
+        _where_active(
             "trust region essential",
             metrics,
+            act,
+            [ess],
             full,
             ess,
-            col,
-            "diff",
-            cfg,
-            c.get("essential_support_above", 0.1),
-            c.get("essential_refute_below", 0.1),
-            f"{col} lost without the trust region",
+            col=col,
+            stat="diff",
+            cfg=cfg,
+            support_above=c.get("essential_support_above", 0.1),
+            refute_below=c.get("essential_refute_below", 0.1),
+            metric=f"{col} lost without the trust region",
         )
     ]
     others = [o for o in c.get("others", []) if o != least]
@@ -580,17 +607,19 @@ def claim_c6(metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
         )
     for o in present:
         parts.append(
-            _compare_part(
+            _where_active(
                 f"{least} better than {o}",
                 metrics,
+                act,
+                [least, o],
                 least,
                 o,
-                col,
-                "diff",
-                cfg,
-                c.get("least_support_above", 0.0),
-                c.get("least_refute_below", 0.0),
-                f"{col}: {least} − {o}",
+                col=col,
+                stat="diff",
+                cfg=cfg,
+                support_above=c.get("least_support_above", 0.0),
+                refute_below=c.get("least_refute_below", 0.0),
+                metric=f"{col}: {least} − {o}",
             )
         )
     return Claim("C6", parts)
@@ -611,7 +640,7 @@ def evaluate(
         claim_c3(metrics, updates, cfg),
         claim_c4(metrics, sweep_metrics, cfg),
         claim_c5(metrics, cfg),
-        claim_c6(metrics, cfg),
+        claim_c6(metrics, cfg, updates),
     ]
     alpha = (1 - stats.PermutationCfg.from_cfg(cfg).confidence) / 2
     for c in out:
@@ -638,6 +667,8 @@ def attach_calibration(claim: Claim, cal: pd.DataFrame | None) -> None:
     if cal is None or cal.empty:
         return
     for p in claim.parts:
+        if p.verdict == INERT:
+            continue
         r = cal[(cal["claim"] == claim.claim) & (cal["part"] == p.name)]
         if r.empty or not int(r.iloc[0].get("n_sim", 0) or 0):
             continue

@@ -6,9 +6,9 @@
   n_boot and seed, ``claims.yaml: bootstrap``), the legend outside the curves;
 - the ACER ablations (claim C6) as effects: Δ = auc_norm(ablation) − auc_norm(acer) per ablation,
   the pooled estimate and its CI from the same stratified permutation test as the verdicts
-  (``stats.compare``), per-env point estimates, and "inert" where the ablated mechanism never fired
-  in the full ACER runs (progress.csv diagnostics: ρ never truncated, frac_truncated = 0; the trust
-  region never active, tr_active_frac = 0; no replay update, replay = 0);
+  (``stats.compare``), per-env point estimates, and "INERT" where the ablated mechanism's activity
+  in the full ACER runs is below C6's ``min_active`` (``analysis/mechanisms.py``: the verdicts
+  judge no ablation there);
 - the sweep (claim C4) with the robustness value R = mean / best over the grid and its bootstrap
   CI (``claims.robustness``, the number the verdict uses) in each panel's title.
 """
@@ -22,21 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import claims, stats
+from analysis import claims, mechanisms, stats
 from analysis.aggregate import is_main
 from analysis.plotting import _figure, _main_algos, _save, mean_band, on_grid, palette, placeholder
 from analysis.sweeps import parse_slug
 
 # the reference of an algorithm family that has no SB3 implementation of its own
 REFERENCE = {"acer": "sb3-a2c", "npg": "trpo"}
-# ablation → (diagnostic column of the full ACER runs, what "never fired" means)
-MECHANISM = {
-    "acer-no-trunc": ("frac_truncated", "ρ never truncated"),
-    "acer-no-tr": ("tr_active_frac", "trust region never active"),
-    "acer-no-replay": ("replay", "no replay update"),
-}
-
-
 def _bootstrap(cfg: Mapping[str, Any] | None) -> tuple[int, int]:
     b = stats.BootstrapCfg.from_cfg(cfg or {})
     return b.n_boot, b.seed
@@ -106,20 +98,6 @@ def _learning_curves(curves: pd.DataFrame, catalog: Any, path: str | Path, cfg: 
     _save(fig, path)
 
 
-def mechanism_fired(updates: pd.DataFrame | None, algo: str = "acer") -> pd.DataFrame:
-    """Per env and ablation: whether the mechanism it removes ever fired in ``algo``'s runs —
-    max over every update of every run of the diagnostic column > 0 (NaN when not logged)."""
-    rows = []
-    u = updates[updates["algo"] == algo] if updates is not None and "algo" in updates else pd.DataFrame()
-    for env, g in u.groupby("env", sort=True) if not u.empty else []:
-        for abl, (col, what) in MECHANISM.items():
-            v = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else pd.Series(dtype=float)
-            rows.append({"env": env, "ablation": abl, "column": col, "what": what,
-                         "fired": bool((v > 0).any()) if len(v) else np.nan,
-                         "max": float(v.max()) if len(v) else np.nan})  # fmt: skip
-    return pd.DataFrame(rows, columns=["env", "ablation", "column", "what", "fired", "max"])
-
-
 def ablation_effects(metrics: pd.DataFrame, cfg: Mapping[str, Any], full: str = "acer") -> pd.DataFrame:
     """Δ = col(ablation) − col(full) per ACER ablation: the pooled estimate and CI of
     ``stats.compare`` (the verdicts' test) and the per-env mean differences."""
@@ -154,7 +132,9 @@ def acer_ablation(
     eff = ablation_effects(metrics, cfg or {})
     if eff.empty:
         return placeholder(path, "ACER ablations", "no ablation runs (acer-no-trunc, acer-no-tr, ...)")
-    _acer_ablation(eff, mechanism_fired(updates), (cfg or {}).get("C6", {}).get("metric", "auc_norm"), path)
+    c6 = (cfg or {}).get("C6", {})
+    _acer_ablation(eff, mechanisms.activity(updates, c6.get("full", "acer"), float(c6.get("min_active", 0.01))),
+                   c6.get("metric", "auc_norm"), path)
 
 
 @_figure
@@ -178,15 +158,15 @@ def _acer_ablation(eff: pd.DataFrame, fired: pd.DataFrame, col: str, path: str |
         for v in r.per_env.values():
             ax.plot(v, y - 0.18, "|", c="k", ms=7)
         f = fired[fired["ablation"] == r.ablation] if not fired.empty else fired
-        if r.ablation not in MECHANISM:
+        col = mechanisms.MECHANISM.get(r.ablation, ("",))[0]
+        if r.ablation not in mechanisms.MECHANISM:
             note = ""
-        elif f.empty or f["fired"].isna().all():
-            note = f"{MECHANISM[r.ablation][0]} not logged"
+        elif f.empty or f["active"].isna().all():
+            note = f"{col} not logged"
         else:
-            quiet = sorted(f.loc[f["fired"].eq(False), "env"])
-            peak = ", ".join(f"{e} {v:.3g}" for e, v in zip(f["env"], f["max"]))
-            note = (f"INERT in {', '.join(quiet)}: {MECHANISM[r.ablation][1]}" if quiet
-                    else f"fired: max {MECHANISM[r.ablation][0]} {peak}")  # fmt: skip
+            quiet = [f"{e} {v:.2g}" for e, v, a in zip(f["env"], f["activity"], f["active"]) if a is False]
+            note = (f"INERT in {', '.join(quiet)}: {mechanisms.MECHANISM[r.ablation][2]} below min_active"
+                    if quiet else "active: " + ", ".join(f"{e} {v:.2g}" for e, v in zip(f["env"], f["activity"])))
         label = r.why or note
         ax.annotate(label, (span, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8,
                     color="crimson" if "INERT" in label else "0.3", weight="bold" if "INERT" in label else None)

@@ -42,6 +42,7 @@ def _cell(v: Any) -> tuple[str, str]:
         "supported": "supported",
         "not supported": "not-supported",
         "inconclusive": "inconclusive",
+        "inert at this budget": "inconclusive",
         "ok": "ok",
         "failed": "failed",
         "missing": "missing",
@@ -88,7 +89,8 @@ div.items-center.justify-center:has(.ngrl-verdicts){align-items:flex-start!impor
 .ngrl-verdicts .inconclusive{background:#fff3c4} .ngrl-verdicts .warn{color:#a00;font-weight:600}
 .ngrl-verdicts .small{font-size:.72rem;color:#444}
 """
-_VERDICT_CLASS = {"supported": "supported", "not supported": "not-supported", "inconclusive": "inconclusive"}
+_VERDICT_CLASS = {"supported": "supported", "not supported": "not-supported", "inconclusive": "inconclusive",
+                  "inert at this budget": "inconclusive"}
 _PAIR = (re.compile(r"P\(([\w.\-]+) > ([\w.\-]+)\)"), re.compile(r"mean difference ([\w.\-]+) − ([\w.\-]+)"))
 
 
