@@ -81,6 +81,12 @@ class Algorithm(abc.ABC):
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for a batch of *raw* observations (evaluation)."""
 
+    def predict_stochastic(self, obs: np.ndarray) -> np.ndarray:
+        """Actions *sampled* from π_θ(·|s) for a batch of raw observations: the policy whose expected
+        return J(π) the policy-gradient theorems are about (claim C3's true-objective check,
+        ``--eval-policy stochastic``). Optional; the runner draws with its own seeded torch RNG."""
+        raise NotImplementedError
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume training (checkpoints): networks, optimisers, step
         counters, replay memory. The runner itself saves the envs made by ``run.make_env``

@@ -74,6 +74,9 @@ class PPO(Algorithm):
     def predict(self, obs: np.ndarray) -> np.ndarray:
         return self.policy.predict(self.env.normalize_obs(obs))
 
+    def predict_stochastic(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.sample(self.env.normalize_obs(obs))
+
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "step": self.step}
 

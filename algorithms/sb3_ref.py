@@ -297,6 +297,13 @@ class SB3Algorithm(Algorithm):
         actions, _ = self.model.predict(obs, deterministic=True)
         return actions
 
+    def predict_stochastic(self, obs: np.ndarray) -> np.ndarray:
+        from stable_baselines3.common.vec_env import VecNormalize
+        if isinstance(self.venv, VecNormalize):
+            obs = self.venv.normalize_obs(obs)
+        actions, _ = self.model.predict(obs, deterministic=False)
+        return actions
+
     def diagnostics(self) -> dict[str, float]:
         d = _flat_diagnostics(self.model.logger.name_to_value)
         return {k: v for k, v in d.items() if not (k == "clip_range_vf" and math.isnan(v))}

@@ -127,6 +127,9 @@ class NPG(Algorithm):
     def predict(self, obs: np.ndarray) -> np.ndarray:
         return self.policy.predict(self.env.normalize_obs(obs))
 
+    def predict_stochastic(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.sample(self.env.normalize_obs(obs))
+
     def state_dict(self) -> dict:
         """Policy, critic optimiser, step counter; the runner saves the env (normalisation
         statistics included) and the RNG states."""

@@ -189,8 +189,11 @@ def mde(sim: Simulator, alpha: float, power: float, span: float, iters: int = 12
 
 
 def calibrate(config: Mapping[str, Any], cfg: Mapping[str, Any], metrics: pd.DataFrame,
-              n_sim: int | None = None, with_mde: bool = True) -> pd.DataFrame:  # fmt: skip
-    """One row per claim part: the design, its A/A false-verdict rate and its MDE."""
+              n_sim: int | None = None, with_mde: bool = True,
+              monotonic: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """One row per claim part: the design, its A/A false-verdict rate and its MDE. C3's comparison parts
+    take the design of the config's ``monotonic`` runs (experiments/monotonic.py) when it has them, with
+    scores from their per-run metrics (``monotonic``; the main runs' when not given)."""
     cal = cfg.get("calibration", {}) or {}
     n_sim = int(n_sim or cal.get("n_sim", 1000))
     seed, power = int(cal.get("seed", 0)), float(cal.get("power", 0.8))
@@ -199,23 +202,28 @@ def calibrate(config: Mapping[str, Any], cfg: Mapping[str, Any], metrics: pd.Dat
     alpha, nominal = (1 - pc.confidence) / 2, 1 - pc.confidence
     min_runs = int(cfg.get("min_runs", 3))
     runs = matrix_runs(config)
+    mono = config.get("monotonic")
+    mono_runs = ([(a, e, int(s)) for e in mono["envs"] for a in mono["algorithms"] for s in mono["seeds"]]
+                 if mono else [])
     rows: list[dict[str, Any]] = []
     cache: dict[tuple, dict[str, Any]] = {}
     for p in comparison_parts(cfg):
-        design = design_of(runs, p.x, p.y, min_runs)
+        c3_true = p.claim == "C3" and bool(mono_runs)
+        scores = monotonic if c3_true and monotonic is not None else metrics
+        design = design_of(mono_runs if c3_true else runs, p.x, p.y, min_runs)
         unit = "mean difference" if p.stat == "diff" else f"shift of {p.x}'s per-run {p.metric}"
         row = {"claim": p.claim, "part": p.part, "metric": p.metric, "stat": p.stat, "nominal": nominal,
                "method": METHOD, "mde_unit": unit}  # fmt: skip
         if not design:
-            best = max((min(n) for n in design_of(runs, p.x, p.y, 0).values()), default=0)
+            best = max((min(n) for n in design_of(mono_runs if c3_true else runs, p.x, p.y, 0).values()), default=0)
             rows.append({**row, "design": f"no env with ≥ {min_runs} runs of both (at most {best}): never judged",
                          "n_sim": 0, "false_verdict_rate": 0.0, "false_verdict_se": 0.0,
                          "false_supported_rate": 0.0, "false_not_supported_rate": 0.0,
                          "calibrated": True, "mde": math.inf})  # fmt: skip
             continue
-        key = (tuple(sorted(design.items())), p.metric, p.stat)
+        key = (tuple(sorted(design.items())), p.metric, p.stat, c3_true)
         if key not in cache:
-            pools = score_pools(metrics, p.metric)
+            pools = score_pools(scores, p.metric)
             sim = Simulator(design, pools, p.stat, n_sim, n_perm, seed)
             pg, pl = sim.pvalues(0.0)
             f_sup, f_ref = float((pg <= alpha).mean()), float((pl <= alpha).mean())
@@ -248,7 +256,8 @@ def run(config_path: str | Path, out: str | Path, cfg: Mapping[str, Any] | None 
     scores = scores if scores.is_absolute() else ROOT / scores
     if not scores.exists():  # a tree without the snapshot: this matrix's own per-run metrics
         scores = Path(out).with_name("run_metrics.csv")
-    table = calibrate(config, cfg, pd.read_csv(scores), n_sim)
+    mono = Path(out).with_name("monotonic.csv")
+    table = calibrate(config, cfg, pd.read_csv(scores), n_sim, monotonic=pd.read_csv(mono) if mono.exists() else None)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table

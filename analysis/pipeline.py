@@ -52,6 +52,24 @@ def make_stats(
     stats.poi_table(m, cfg).to_csv(poi_csv, index=False)
 
 
+def make_monotonic(run_list: list[Mapping[str, Any]], cfg: Mapping[str, Any], out_csv: str) -> pd.DataFrame:
+    """Claim C3's per-run metrics (experiments/monotonic.py): ``stats.run_metrics`` of the C3 runs on
+    their estimates of J(π) from one block of env steps on (the first, after the first update, spans
+    less), so that ``drop_frac`` is the fraction of blocks after which J(π) dropped beyond tolerance."""
+    refs = [aggregate.RunRef(r["run_dir"], r["algo"], r["env"], int(r["seed"]), int(r["total_steps"]))
+            for r in run_list]
+    block = {(r["algo"], r["env"], int(r["seed"])): int(r["block"]) for r in run_list}
+    t = aggregate.collect(refs)
+    c = t.curves
+    if len(c):
+        keep = [s >= block.get((a, e, int(sd)), 0) for a, e, sd, s in zip(c["algo"], c["env"], c["seed"], c["step"])]
+        c = c[keep]
+    m = stats.run_metrics(t.runs, c, load_catalog(), cfg)
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    m.to_csv(out_csv, index=False)
+    return m
+
+
 def _metrics(p: str) -> pd.DataFrame:
     m = pd.read_csv(p, keep_default_na=False, na_values=[""])
     m["setting"] = aggregate.clean_setting(m["setting"])
@@ -119,13 +137,16 @@ def make_claims(
     toys: Mapping[str, str] | None = None,
     sweeps_csv: str | None = None,
     calibration_csv: str | None = None,
+    monotonic_csv: str | None = None,
 ) -> pd.DataFrame:
     toys = toys or {}
     m = _metrics(metrics_csv)
+    mono = _metrics(monotonic_csv) if monotonic_csv and Path(monotonic_csv).exists() else None
     u = pd.read_parquet(updates_parquet)
     sm = _metrics(sweeps_csv) if sweeps_csv and Path(sweeps_csv).exists() else None
     cal = _read(calibration_csv)
-    cl = claims.evaluate(m, u, cfg, _read(toys.get("gaussian_summary")), _read(toys.get("npg_summary")), sm, cal)
+    cl = claims.evaluate(m, u, cfg, _read(toys.get("gaussian_summary")), _read(toys.get("npg_summary")), sm, cal,
+                         mono)
     table = claims.claims_table(cl)
     prov = claims.provenance(_read(Path(metrics_csv).with_name("runs.csv")))
     table = table.assign(**prov)
@@ -297,11 +318,15 @@ def run_step(rule: str, smk: Any) -> None:
         make_sweep_figure(i.csv, p.cfg, o.png)
     elif rule == "analysis_claims":
         toys = {k[4:]: v for k, v in i.items() if k.startswith("toy_")}
-        make_claims(i.metrics, i.updates, p.cfg, o.csv, o.parts, o.md, toys, i.get("sweeps"), i.get("calibration"))
+        make_claims(i.metrics, i.updates, p.cfg, o.csv, o.parts, o.md, toys, i.get("sweeps"), i.get("calibration"),
+                    i.get("monotonic"))
+    elif rule == "analysis_monotonic":
+        make_monotonic(p.runs, p.cfg, o.csv)
     elif rule == "calibration":
         from analysis import calibrate
 
-        calibrate.calibrate(p.matrix, p.cfg, pd.read_csv(i.scores)).to_csv(o.csv, index=False)
+        mono = pd.read_csv(i.monotonic) if i.get("monotonic") else None
+        calibrate.calibrate(p.matrix, p.cfg, pd.read_csv(i.scores), monotonic=mono).to_csv(o.csv, index=False)
     elif rule == "analysis_html":
         make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"), i.get("metrics"),
                   i.get("calibration"))

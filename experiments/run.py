@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--eval-episodes", type=int, default=None, help="override the env's episodes per evaluation")
+    p.add_argument("--eval-freq", type=int, default=None, help="override the env's env steps between evaluations")
+    p.add_argument("--eval-policy", default="deterministic", choices=["deterministic", "stochastic"],
+                   help="evaluate the policy's mode (default) or actions sampled from it (claim C3)")
     p.add_argument("--checkpoint-secs", type=float, default=float(os.environ.get("NGRL_CHECKPOINT_SECS", 60)),
                    help="save a resumable checkpoint at most this often (0: after every update; default: "
                    "$NGRL_CHECKPOINT_SECS, else 60), keeping the one before as checkpoint.prev.pt")
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.env not in catalog.envs:
             print(uncatalogued_note(catalog.get(a.env, infer=True)), file=sys.stderr)
         s = execute(a.algo, a.env, a.seed, a.steps, a.out, parse_sets(a.sets), a.device, progress_bar=not a.no_progress,
-                    checkpoint_secs=a.checkpoint_secs, eval_episodes=a.eval_episodes, catalog=catalog)
+                    checkpoint_secs=a.checkpoint_secs, eval_episodes=a.eval_episodes, catalog=catalog,
+                    eval_freq=a.eval_freq, eval_policy=a.eval_policy)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -114,6 +114,7 @@ class RunContext:
     progress_bar: bool = True
     checkpoint_secs: float = 60.0
     identity: dict[str, Any] = field(default_factory=dict)
+    eval_policy: str = "deterministic"   # or "stochastic": actions sampled from π (claim C3)
     rows: list[dict[str, Any]] = field(default_factory=list)
     eval_rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -181,7 +182,17 @@ class RunContext:
 
     def evaluate(self, step: int) -> None:
         assert self.algo is not None
-        returns = self.evaluator(self.algo.predict)
+        if self.eval_policy == "stochastic":
+            # sampled actions from a torch RNG seeded per evaluation; training's RNG state is restored,
+            # so evaluating does not change what the algorithm draws next
+            state = torch.get_rng_state()
+            torch.manual_seed(EVAL_SEED_OFFSET + 7919 * self.seed + len(self.eval_rows))
+            try:
+                returns = self.evaluator(self.algo.predict_stochastic)
+            finally:
+                torch.set_rng_state(state)
+        else:
+            returns = self.evaluator(self.algo.predict)
         self.eval_rows.append({"step": int(step), "return_mean": float(returns.mean()),
                                "return_std": float(returns.std()), "n_episodes": len(returns)})
         while self.next_eval <= step:
@@ -292,7 +303,8 @@ class RunContext:
 
 def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, overrides: Mapping[str, Any] | None = None,
             device: str = "cpu", catalog: EnvCatalog | None = None, progress_bar: bool = True,
-            checkpoint_secs: float = 60.0, eval_episodes: int | None = None) -> dict[str, Any]:
+            checkpoint_secs: float = 60.0, eval_episodes: int | None = None, eval_freq: int | None = None,
+            eval_policy: str = "deterministic") -> dict[str, Any]:
     """Validate everything, then train. Returns the summary written to ``out/summary.json``."""
     out = Path(out)
     # ---- validation: nothing is written before all of it passes -----------------------
@@ -304,9 +316,18 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         if eval_episodes <= 0:
             raise ConfigError(f"--eval-episodes must be positive, got {eval_episodes}")
         spec = dataclasses.replace(spec, eval_episodes=eval_episodes)
+    if eval_freq is not None:
+        if eval_freq <= 0:
+            raise ConfigError(f"--eval-freq must be positive, got {eval_freq}")
+        spec = dataclasses.replace(spec, eval_freq=eval_freq)
+    if eval_policy not in ("deterministic", "stochastic"):
+        raise ConfigError(f"--eval-policy must be deterministic or stochastic, got {eval_policy!r}")
     check_dependencies(spec)
     resolved = resolve_with_provenance(algo, spec, overrides or {})
     cls, cfg = resolved.cls, resolved.config
+    if eval_policy == "stochastic" and cls.predict_stochastic is Algorithm.predict_stochastic:
+        raise ConfigError(f"{algo} does not implement predict_stochastic: it cannot be evaluated with "
+                          "--eval-policy stochastic")
     probe = env_fns(spec, 1)[0]()
     cls.check_action_space(probe.action_space)
     probe.close()
@@ -317,7 +338,9 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     # issue 12); a checkpoint or finished run of another format is refused, not resumed.
     identity = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "format": CHECKPOINT_FORMAT,
                 "hyperparams": config_dict(cfg),
-                "eval": {"freq": spec.eval_freq, "episodes": spec.eval_episodes, **eval_protocol(spec)}}
+                "eval": {"freq": spec.eval_freq, "episodes": spec.eval_episodes, **eval_protocol(spec),
+                         # recorded only when not the default, so runs made before the option keep their identity
+                         **({"policy": eval_policy} if eval_policy != "deterministic" else {})}}
     summary_path = out / "summary.json"
     if summary_path.exists():
         import json
@@ -332,7 +355,7 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     torch.set_num_threads(1)
     seed_everything(seed)
     out.mkdir(parents=True, exist_ok=True)
-    run = RunContext(algo, spec, seed, steps, out, dev, progress_bar, checkpoint_secs, identity)
+    run = RunContext(algo, spec, seed, steps, out, dev, progress_bar, checkpoint_secs, identity, eval_policy)
     status, error, crash, trace = "ok", None, None, None
     try:
         run.algo = cls(cfg, run)

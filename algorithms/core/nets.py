@@ -145,6 +145,11 @@ class ActorCritic(nn.Module):
         """The deterministic action (mode of π_θ(·|s)) for a batch of already-normalised observations."""
         return self.dist(torch.as_tensor(obs)).mode().numpy()
 
+    @torch.inference_mode()
+    def sample(self, obs: np.ndarray) -> np.ndarray:
+        """An action drawn from π_θ(·|s) for a batch of already-normalised observations."""
+        return self.dist(torch.as_tensor(obs)).sample().numpy()
+
     def actor_parameters(self) -> list[nn.Parameter]:
         """θ: what the natural gradient acts on (trunk + head + log σ)."""
         return list(self.pi_trunk.parameters()) + list(self.pi.parameters())

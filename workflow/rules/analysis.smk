@@ -30,6 +30,7 @@ SWEEPS, _sweep_warnings = _sweeps.expand(config)
 for _w in _sweep_warnings:
     print(f"warning: {_w}", file=sys.stderr)
 SWEEPS_CSV = f"{_T}/sweeps.csv" if SWEEPS else None
+MONO, MONO_CSV = {}, None
 
 _CAT_TOP = "0. Verdicts and what ran"
 _CAT_CLAIMS = "1. Claims"
@@ -73,6 +74,11 @@ ANALYSIS_TARGETS = (
     + ([f"{_F}/{v}" for v in _TOY_FIGURES.values()] if TOYS_ON else [])
     + ([SWEEPS_CSV, f"{_F}/sweep_robustness.png"] if SWEEPS else [])
 )
+if config.get("monotonic"):
+
+    include: "monotonic.smk"
+
+    ANALYSIS_TARGETS.append(MONO_CSV)
 
 
 rule analysis_tables:
@@ -234,12 +240,13 @@ rule calibration:
         # the committed snapshot's per-run metrics; without them (a bare copy), this matrix's own
         scores=_CAL_SCORES if Path(_CAL_SCORES).exists() else f"{_T}/run_metrics.csv",
         thresholds=str(Path(workflow.basedir, "experiments/config/claims.yaml")),
+        **({"monotonic": MONO_CSV} if MONO_CSV else {}),
     output:
         csv=report(f"{_T}/calibration.csv", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
     params:
         cfg=ANALYSIS_CFG,
-        matrix={k: config[k] for k in ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "exclude")
-                if k in config},
+        matrix={k: config[k] for k in ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "exclude",
+                                       "monotonic") if k in config},
     log:
         f"{RESULTS}/logs/analysis/calibration.log",
     localrule: True
@@ -253,6 +260,7 @@ rule analysis_claims:
         metrics=f"{_T}/run_metrics.csv",
         calibration=f"{_T}/calibration.csv",
         updates=f"{_T}/updates.parquet",
+        **({"monotonic": MONO_CSV} if MONO_CSV else {}),
         **{f"toy_{k}": v for k, v in TOY_INPUTS.items()},
         **({"sweeps": SWEEPS_CSV} if SWEEPS else {}),
     output:

@@ -1,0 +1,72 @@
+"""Claim C3's experiment: does TRPO improve the *true* objective J(π) monotonically?
+
+The TRPO paper's guarantee is about J(π) = E_π[Σ γ^t r_t] of the stochastic policy, update by
+update. The main matrix evaluates the deterministic policy every few updates, which measures
+neither. Here every algorithm of the comparison trains as in the main matrix (same settings,
+budgets, seeds), but is evaluated
+
+- with actions *sampled* from π_θ (``--eval-policy stochastic``; the runner draws them from a torch
+  RNG seeded per evaluation and restores training's RNG state, so evaluating changes nothing the
+  algorithm draws),
+- every ``block`` env steps, block = one update of ``block_of`` (TRPO's n_steps · n_envs on that
+  env): for TRPO and NPG exactly once per update, for PPO / A2C after the update that crosses
+  each multiple of the block — the same amount of experience between two estimates for all,
+- with ``episodes`` episodes per estimate, the same start states each time (the eval protocol's
+  reset seeds: common random numbers for J(π_{k+1}) − J(π_k)).
+
+A "drop" is J(π_{k+1}) − J(π_k) < −tol, tol = C3's ``drop_fraction`` of (threshold − random), the
+main matrix's rule; the per-run metric is the fraction of intervals with a drop
+(``analysis_monotonic`` → ``tables/monotonic.csv``, column ``drop_frac``), compared across
+algorithms by claim C3 with the verdicts' permutation test. The first estimate (after the first
+update, before one block has passed) is dropped so that every interval spans one block.
+
+Config (``monotonic:`` of a matrix config): envs, algorithms, seeds, episodes, block_of.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from experiments.envs import EnvCatalog, load_catalog
+from experiments.matrix import RunSpec, budget_of
+
+
+@dataclasses.dataclass(frozen=True)
+class MonotonicRun(RunSpec):
+    block: int = 0
+    episodes: int = 32
+
+    def out_dir(self, results: str = "results") -> str:
+        return f"{results}/monotonic/{self.algo}/{self.env_slug}/{self.seed}"
+
+    def args(self) -> str:
+        return f"--eval-freq {self.block} --eval-episodes {self.episodes} --eval-policy stochastic"
+
+
+def block_of(algo: str, env_id: str, catalog: EnvCatalog | None = None) -> int:
+    """Env steps of one update of ``algo`` on ``env_id`` (n_steps · n_envs of its resolved settings)."""
+    from experiments.runner import resolve_hyperparams
+
+    spec = (catalog or load_catalog()).get(env_id)
+    _, cfg = resolve_hyperparams(algo, spec, {})
+    return int(cfg.n_steps) * int(cfg.n_envs)
+
+
+def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None) -> dict[str, MonotonicRun]:
+    """out_dir → run, for the ``monotonic`` block of a matrix config (empty without one)."""
+    mono = config.get("monotonic")
+    if not mono:
+        return {}
+    catalog = catalog or load_catalog()
+    results = config.get("results", "results")
+    out: dict[str, MonotonicRun] = {}
+    for env in mono["envs"]:
+        spec = catalog.get(env)
+        steps = int(config.get("steps", {}).get(env, budget_of(spec, config["profile"])))
+        block = block_of(mono.get("block_of", "trpo"), env, catalog)
+        for algo in mono["algorithms"]:
+            for seed in mono["seeds"]:
+                r = MonotonicRun(algo, env, int(seed), steps, block, int(mono.get("episodes", 32)))
+                out[r.out_dir(results)] = r
+    return out
