@@ -93,18 +93,19 @@ def eval_deltas(curves: pd.DataFrame, catalog: Any) -> pd.DataFrame:
 
 
 def monotonic(
-    curves: pd.DataFrame, metrics: pd.DataFrame, catalog: Any, drop: float, path: str | Path
+    curves: pd.DataFrame, metrics: pd.DataFrame, catalog: Any, drop: float, path: str | Path,
+    what: str = "normalised eval return between evaluations",
 ) -> None:
     d = eval_deltas(curves, catalog)
     m = _main_algos(metrics)
     m = m[m["used"] & m["drop_frac"].notna()]
     if d.empty or m.empty:
         return placeholder(path, "Monotonic improvement", "fewer than two evaluations per run")
-    _monotonic(d, m, drop, path)
+    _monotonic(d, m, drop, path, what)
 
 
 @_figure
-def _monotonic(d: pd.DataFrame, m: pd.DataFrame, drop: float, path: str | Path) -> None:
+def _monotonic(d: pd.DataFrame, m: pd.DataFrame, drop: float, path: str | Path, what: str) -> None:
     order = sorted(d["algo"].unique())
     pal = palette(order)
     fig, axes = plt.subplots(1, 2, figsize=(max(10, 1.4 * len(order) + 7), 4.2))
@@ -127,7 +128,8 @@ def _monotonic(d: pd.DataFrame, m: pd.DataFrame, drop: float, path: str | Path) 
     axes[0].axhline(-drop, ls="--", c="crimson", lw=1)
     axes[0].axhline(0, c="k", lw=0.6)
     axes[0].set_ylim(lo, hi)
-    axes[0].set_ylabel("Δ normalised eval return between evaluations")
+    axes[0].set_ylabel(f"Δ {what}" if "per block" not in what else "Δ normalised J(π) per block")
+    fig.suptitle(f"Claim C3: changes of {what}", fontsize=10)
     axes[0].set_title(f"Change per evaluation interval (red: significant drop, < −{drop})")
     sns.barplot(
         m,

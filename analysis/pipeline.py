@@ -52,7 +52,8 @@ def make_stats(
     stats.poi_table(m, cfg).to_csv(poi_csv, index=False)
 
 
-def make_monotonic(run_list: list[Mapping[str, Any]], cfg: Mapping[str, Any], out_csv: str) -> pd.DataFrame:
+def make_monotonic(run_list: list[Mapping[str, Any]], cfg: Mapping[str, Any], out_csv: str,
+                   out_png: str | None = None) -> pd.DataFrame:
     """Claim C3's per-run metrics (experiments/monotonic.py): ``stats.run_metrics`` of the C3 runs on
     their estimates of J(π) from one block of env steps on (the first, after the first update, spans
     less), so that ``drop_frac`` is the fraction of blocks after which J(π) dropped beyond tolerance."""
@@ -64,9 +65,17 @@ def make_monotonic(run_list: list[Mapping[str, Any]], cfg: Mapping[str, Any], ou
     if len(c):
         keep = [s >= block.get((a, e, int(sd)), 0) for a, e, sd, s in zip(c["algo"], c["env"], c["seed"], c["step"])]
         c = c[keep]
-    m = stats.run_metrics(t.runs, c, load_catalog(), cfg)
+    catalog = load_catalog()
+    m = stats.run_metrics(t.runs, c, catalog, cfg)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     m.to_csv(out_csv, index=False)
+    if out_png:
+        from analysis import figures  # matplotlib / seaborn only where needed
+
+        m["setting"] = aggregate.clean_setting(m["setting"]) if "setting" in m else ""
+        curves = c.assign(setting=aggregate.clean_setting(c["setting"])) if len(c) else c
+        figures.monotonic(curves, m, catalog, float(cfg.get("C3", {}).get("drop_fraction", 0.1)), out_png,
+                          what="J(π) of the sampled policy, per block of env steps")
     return m
 
 
@@ -321,7 +330,7 @@ def run_step(rule: str, smk: Any) -> None:
         make_claims(i.metrics, i.updates, p.cfg, o.csv, o.parts, o.md, toys, i.get("sweeps"), i.get("calibration"),
                     i.get("monotonic"))
     elif rule == "analysis_monotonic":
-        make_monotonic(p.runs, p.cfg, o.csv)
+        make_monotonic(p.runs, p.cfg, o.csv, o.png)
     elif rule == "calibration":
         from analysis import calibrate
 

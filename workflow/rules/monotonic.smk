@@ -48,7 +48,8 @@ rule analysis_monotonic:
         [f"{d}/summary.json" for d in MONO],
         manifest=f"{RESULTS}/monotonic/MATRIX",
     output:
-        csv=report(MONO_CSV, caption=_cap("monotonic"), category=_CAT_CLAIMS, subcategory="Downloads"),
+        csv=report(MONO_CSV, caption=_cap("monotonic_true"), category=_CAT_CLAIMS, subcategory="Downloads"),
+        png=report(f"{_F}/monotonic_true_objective.png", caption=_cap("monotonic_true"), category=_CAT_MONO),
     params:
         cfg=ANALYSIS_CFG,
         runs=[{"run_dir": d, "algo": r.algo, "env": r.env, "seed": r.seed, "total_steps": r.steps, "block": r.block}
