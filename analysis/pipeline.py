@@ -330,7 +330,7 @@ def run_step(rule: str, smk: Any) -> None:
         make_claims(i.metrics, i.updates, p.cfg, o.csv, o.parts, o.md, toys, i.get("sweeps"), i.get("calibration"),
                     i.get("monotonic"))
     elif rule == "analysis_monotonic":
-        make_monotonic(p.runs, p.cfg, o.csv, o.png)
+        make_monotonic(p.runs, p.cfg, o.csv, o.get("png"))
     elif rule == "calibration":
         from analysis import calibrate
 
