@@ -311,6 +311,7 @@ def _sweep_metrics(scores):
 
 
 def test_robustness_statistic():
+    CFG = CFG_ALL_SEEDS  # noqa: N806  (the plain statistic: best chosen and scored on the same seeds)
     est, _ = claims.robustness(_sweep_metrics({1: [1, 1], 2: [1, 1], 3: [1, 1]}), "ppo", "norm_final", CFG)
     assert est.point == pytest.approx(1.0)
     est, _ = claims.robustness(
@@ -324,6 +325,23 @@ def test_robustness_statistic():
     assert c4.parts[1].verdict == SUPPORTED and c4.parts[0].verdict == INCONCLUSIVE
     sm = _sweep_metrics({1: [1.0, 1.0, 0.95], 2: [0.0, 0.05, 0.0], 3: [0.0, 0.1, 0.0]})
     assert claims.claim_c4(None, sm, CFG).parts[1].verdict == NOT_SUPPORTED
+
+
+CFG_ALL_SEEDS = {**CFG, "C4": {**CFG["C4"], "select_seeds": []}}
+
+
+def test_robustness_selects_the_best_setting_on_other_seeds():
+    """Selection seeds 0-1 crown setting 1 (lucky there), held-out seeds 2-4 score every setting:
+    R = mean over settings of the held-out means / setting 1's held-out mean (direct computation)."""
+    scores = {1: [1.0, 1.0, 0.4, 0.5, 0.6], 2: [0.6, 0.6, 0.8, 0.9, 1.0], 3: [0.2, 0.2, 0.3, 0.3, 0.3]}
+    cfg = {**CFG, "C4": {**CFG["C4"], "select_seeds": [0, 1]}}
+    est, _ = claims.robustness(_sweep_metrics(scores), "ppo", "norm_final", cfg)
+    held = {k: np.mean(v[2:]) for k, v in scores.items()}
+    assert est.point == pytest.approx(np.mean(list(held.values())) / held[1])     # = 1.333: > 1 is possible
+    plain, _ = claims.robustness(_sweep_metrics(scores), "ppo", "norm_final", CFG_ALL_SEEDS)
+    means = {k: np.mean(v) for k, v in scores.items()}
+    assert plain.point == pytest.approx(np.mean(list(means.values())) / max(means.values()))
+
 
 
 # --------------------------------------------------------------------------------------------
