@@ -8,9 +8,11 @@ budgets, seeds), but is evaluated
 - with actions *sampled* from π_θ (``--eval-policy stochastic``; the runner draws them from a torch
   RNG seeded per evaluation and restores training's RNG state, so evaluating changes nothing the
   algorithm draws),
-- every ``block`` env steps, block = one update of ``block_of`` (TRPO's n_steps · n_envs on that
-  env): for TRPO and NPG exactly once per update, for PPO / A2C after the update that crosses
-  each multiple of the block — the same amount of experience between two estimates for all,
+- every ``block`` env steps, block = the largest update (n_steps · n_envs) among the compared
+  algorithms on that env (``block_of: max``, the default; or one named algorithm's update): an
+  algorithm is evaluated after the update that crosses each multiple of the block — the same
+  amount of experience between two estimates for all (CartPole-v1: 1 024 = one TRPO update;
+  Pendulum-v1: 4 096 = one PPO update = two TRPO updates),
 - with ``episodes`` episodes per estimate, the same start states each time (the eval protocol's
   reset seeds: common random numbers for J(π_{k+1}) − J(π_k)).
 
@@ -20,7 +22,8 @@ main matrix's rule; the per-run metric is the fraction of intervals with a drop
 algorithms by claim C3 with the verdicts' permutation test. The first estimate (after the first
 update, before one block has passed) is dropped so that every interval spans one block.
 
-Config (``monotonic:`` of a matrix config): envs, algorithms, seeds, episodes, block_of.
+Config (``monotonic:`` of a matrix config): envs, algorithms, seeds, episodes, block_of ("max" or
+an algorithm).
 """
 from __future__ import annotations
 
@@ -64,7 +67,8 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None) -> dict
     for env in mono["envs"]:
         spec = catalog.get(env)
         steps = int(config.get("steps", {}).get(env, budget_of(spec, config["profile"])))
-        block = block_of(mono.get("block_of", "trpo"), env, catalog)
+        by = mono.get("block_of", "max")
+        block = max(block_of(a, env, catalog) for a in (mono["algorithms"] if by == "max" else [by]))
         for algo in mono["algorithms"]:
             for seed in mono["seeds"]:
                 r = MonotonicRun(algo, env, int(seed), steps, block, int(mono.get("episodes", 32)))

@@ -45,13 +45,16 @@ def test_algorithm_without_sampling_is_refused_before_anything_is_written(tmp_pa
     assert not (tmp_path / "x").exists()
 
 
-def test_blocks_are_one_trpo_update_and_every_algorithm_shares_them():
+def test_blocks_are_the_largest_update_and_every_algorithm_shares_them():
     cfg = {"profile": "default", "results": "R", "monotonic": {"envs": ["CartPole-v1", "Pendulum-v1"],
            "algorithms": ["trpo", "ppo"], "seeds": [0, 1], "episodes": 16}}
     runs = monotonic.expand(cfg)
     assert len(runs) == 8 and {r.episodes for r in runs.values()} == {16}
-    assert {(r.env, r.block) for r in runs.values()} == {("CartPole-v1", 512 * 2), ("Pendulum-v1", 1024 * 2)}
+    # CartPole-v1: TRPO 512·2 > PPO 32·8; Pendulum-v1: PPO 1024·4 > TRPO 1024·2
+    assert {(r.env, r.block) for r in runs.values()} == {("CartPole-v1", 512 * 2), ("Pendulum-v1", 1024 * 4)}
     assert "R/monotonic/ppo/Pendulum-v1/1" in runs
+    cfg["monotonic"]["block_of"] = "trpo"
+    assert {(r.env, r.block) for r in monotonic.expand(cfg).values()} == {("CartPole-v1", 1024), ("Pendulum-v1", 2048)}
 
 
 def test_drop_fraction_counts_the_blocks_where_J_fell(tmp_path):
