@@ -215,7 +215,9 @@ def _sweep_robustness(sm: pd.DataFrame, col: str, path: str | Path, cfg: Mapping
         ax.set_title(f"{algo}: mean {col} per setting\n{r_txt}", fontsize=9)
     fig.suptitle(
         f"Hyper-parameter robustness on {', '.join(sorted(sm['env'].unique()))} (claim C4): "
-        "R = mean over the grid / best setting, 95% bootstrap CI over seeds",
+        "R = mean over the grid / best setting, 95% bootstrap CI over seeds"
+        + (f"\n(best setting chosen on seeds {sel}, R scored on the other seeds; points: all seeds)"
+           if (sel := (cfg.get("C4", {}) or {}).get("select_seeds")) else ""),
         y=1.02,
         fontsize=10,
     )
