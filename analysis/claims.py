@@ -1,23 +1,25 @@
 """Claim verdicts computed from the data: one row per claim of the seed text.
 
-C1  natural GD converges faster than GD                       (Gaussian manifold toy)
-C2  NPG improves drastically over vanilla PG                  (chain MDP toy)
-C3  TRPO improves monotonically: KL ≤ δ on every update, and fewer significant drops in eval
-    return than PPO, NPG and A2C
-C4  PPO is more sample-efficient than TRPO, and robust to hyper-parameters (sweep)
+C1  natural GD converges faster than GD                       (Gaussian manifold toy; claims_toys.py)
+C2  NPG improves drastically over vanilla PG                  (Kakade's problems; claims_toys.py)
+C3  TRPO improves monotonically: KL ≤ δ on every update, and fewer drops of the true objective
+    J(π) than NPG, PPO and A2C (experiments/monotonic.py)
+C4  PPO is more sample-efficient than TRPO, and robust to hyper-parameters (comparable sweeps,
+    held-out selection)
 C5  ACER is more sample-efficient than A2C
-C6  ACER ablations: the trust region is essential; truncation with bias correction matters least
+C6  ACER ablations: the trust region is essential; truncation with bias correction matters least,
+    each judged only where its mechanism acts (mechanisms.py)
 
 Each claim is made of parts; each part is an effect with a confidence interval judged against
 the thresholds of ``experiments/config/claims.yaml`` (see ``judge``). Missing inputs make a
-part inconclusive with the reason; nothing here is hand-written.
+part inconclusive with the reason; nothing here is hand-written. The verdict values, parts,
+Holm's correction and the tables live in ``analysis/verdicts.py``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,291 +27,30 @@ import numpy as np
 import pandas as pd
 
 from analysis import mechanisms, stats
-from analysis.aggregate import is_main
+from analysis.aggregate import is_main  # noqa: F401
+from analysis.claims_toys import claim_c1, claim_c2  # noqa: F401  (re-exported)
 from analysis.config import CLAIMS_YAML, deep_merge, load_config  # noqa: F401  (re-exported)
-
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
-INERT = "inert at this budget"   # a C6 part whose ablated mechanism never acted (analysis/mechanisms.py)
-
-STATEMENTS = {
-    "C1": "Natural gradient descent converges faster than gradient descent",
-    "C2": "NPG improves drastically over vanilla policy gradient",
-    "C3": "TRPO improves monotonically: KL ≤ δ on every update and fewer significant drops in eval return "
-    "than PPO, NPG and A2C",
-    "C4": "PPO is more sample-efficient than TRPO, and robust to hyper-parameters",
-    "C5": "ACER is more sample-efficient than A2C",
-    "C6": "ACER ablations: the trust region is essential; truncation with bias correction matters least",
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# verdict logic
-def judge(lo: float, hi: float, support_above: float, refute_below: float) -> str:
-    """supported if lo > support_above; not supported if hi < refute_below; else inconclusive."""
-    if (
-        lo is None
-        or hi is None
-        or (isinstance(lo, float) and math.isnan(lo))
-        or (isinstance(hi, float) and math.isnan(hi))
-    ):
-        return INCONCLUSIVE
-    if lo > support_above:
-        return SUPPORTED
-    if hi < refute_below:
-        return NOT_SUPPORTED
-    return INCONCLUSIVE
-
-
-def combine(verdicts: Sequence[str]) -> str:
-    """All parts supported → supported; any not supported → not supported; else inconclusive."""
-    if not verdicts:
-        return INCONCLUSIVE
-    if any(v == NOT_SUPPORTED for v in verdicts):
-        return NOT_SUPPORTED
-    if all(v == SUPPORTED for v in verdicts):
-        return SUPPORTED
-    return INCONCLUSIVE
-
-
-@dataclass
-class Part:
-    name: str
-    verdict: str
-    metric: str
-    test: str
-    effect: float = float("nan")
-    ci_low: float = float("nan")
-    ci_high: float = float("nan")
-    runs_used: str = ""
-    reason: str = ""
-    # the test's one-sided p-values against the thresholds (permutation test; NaN for other parts)
-    p_greater: float = float("nan")
-    p_less: float = float("nan")
-    # the design's A/A false-verdict rate and minimum detectable effect (analysis/calibrate.py)
-    false_verdict_rate: float = float("nan")
-    mde: float = float("nan")
-
-
-@dataclass
-class Claim:
-    claim: str
-    parts: list[Part] = field(default_factory=list)
-    headline: Part | None = None  # what the claim row shows; the first part if None
-
-    @property
-    def verdict(self) -> str:
-        return combine([p.verdict for p in self.parts])
-
-    def row(self) -> dict[str, Any]:
-        p0 = self.headline or (self.parts[0] if self.parts else Part("", INCONCLUSIVE, "", ""))
-        reasons = [f"{p.name}: {p.reason}" for p in self.parts if p.reason]
-        cal = next((p for p in self.parts if p.name == p0.name), p0)  # a headline copies a part's name
-        return {
-            "claim": self.claim,
-            "statement": STATEMENTS.get(self.claim, ""),
-            "verdict": self.verdict,
-            "metric": p0.metric,
-            "test": p0.test,
-            "effect": p0.effect,
-            "ci_low": p0.ci_low,
-            "ci_high": p0.ci_high,
-            "runs_used": "; ".join(
-                dict.fromkeys(item for p in self.parts for item in p.runs_used.split("; ") if item)
-            ),
-            "parts": " | ".join(
-                f"{p.name}: {p.verdict} ({_fmt(p.effect)} [{_fmt(p.ci_low)}, {_fmt(p.ci_high)}])"
-                for p in self.parts
-            ),
-            "reason": " | ".join(reasons),
-            "false_verdict_rate": cal.false_verdict_rate,
-            "mde": cal.mde,
-        }
-
-
-def _fmt(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if isinstance(x, float) and math.isinf(x):
-        return "∞" if x > 0 else "−∞"
-    if abs(x) >= 1000 and float(x).is_integer():
-        return f"{x:.0f}"
-    return f"{x:.3g}"
-
-
-def missing_part(name: str, metric: str, test: str, reason: str) -> Part:
-    return Part(name, INCONCLUSIVE, metric, test, reason=reason)
-
-
-def runs_used(metrics: pd.DataFrame | None, algos: Sequence[str], envs: Sequence[str] | None = None) -> str:
-    """ "algo: used/planned runs (n envs), k failed, k missing" for each algorithm."""
-    if metrics is None or metrics.empty:
-        return ""
-    m = metrics[is_main(metrics["setting"])] if "setting" in metrics else metrics
-    out = []
-    for a in algos:
-        g = m[m["algo"] == a]
-        if envs is not None:
-            g = g[g["env"].isin(envs)]
-        if g.empty:
-            out.append(f"{a}: no runs")
-            continue
-        extra = [
-            f"{int((g['status'] == s).sum())} {s}" for s in ("failed", "missing") if (g["status"] == s).any()
-        ]
-        out.append(
-            f"{a}: {int(g['used'].sum())}/{len(g)} runs ({g['env'].nunique()} envs)"
-            + (", " + ", ".join(extra) if extra else "")
-        )
-    return "; ".join(out)
-
-
-# ---------------------------------------------------------------------------------------------
-# the claims
-def _truthy(v: Any) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "yes")
-    return bool(v) and not (isinstance(v, float) and math.isnan(v))
-
-
-def _speedup(slow: float, fast: float) -> float:
-    """Iterations ratio; a method that never got there counts as infinitely slow."""
-    if not np.isfinite(fast):
-        return 0.0 if np.isfinite(slow) else float("nan")
-    if not np.isfinite(slow):
-        return float("inf")
-    return slow / fast if fast > 0 else float("inf")
-
-
-def claim_c1(gauss: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
-    c = cfg.get("C1", {})
-    metric, test = "iterations to tolerance: GD / NGD", "deterministic toy, each start judged"
-    if gauss is None or gauss.empty:
-        return Claim(
-            "C1",
-            [
-                missing_part(
-                    "speed-up",
-                    metric,
-                    test,
-                    "no toy results (results/toys/gaussian_summary.csv; config `toys: false`?)",
-                )
-            ],
-        )
-    parts = []
-    for start, g in gauss.groupby("start", sort=True):
-        it = {
-            r.method: (
-                float(r.iterations_to_tol)
-                if _truthy(r.converged) and pd.notna(r.iterations_to_tol)
-                else float("inf")
-            )
-            for r in g.itertuples()
-        }
-        if "gd" not in it or "ngd" not in it:
-            parts.append(missing_part(f"start {start}", metric, test, "gd or ngd row missing"))
-            continue
-        s = _speedup(it["gd"], it["ngd"])
-        v = (
-            INCONCLUSIVE
-            if np.isnan(s)
-            else judge(s, s, c.get("support_above", 1.5), c.get("refute_below", 1.0))
-        )
-        why = (
-            ""
-            if v == SUPPORTED
-            else (
-                "neither method converged"
-                if np.isnan(s)
-                else f"GD needs {_fmt(s)}x the iterations of NGD (support above "
-                f"{c.get('support_above', 1.5)}, refute below {c.get('refute_below', 1.0)})"
-            )
-        )
-        parts.append(
-            Part(
-                f"start {start}",
-                v,
-                metric,
-                test,
-                s,
-                s,
-                s,
-                f"toy {start}: GD {_fmt(it['gd'])} vs NGD {_fmt(it['ngd'])} iterations",
-                why,
-            )
-        )
-    sp = [p.effect for p in parts if not math.isnan(p.effect)]
-    head = None
-    if sp:
-        # a deterministic toy has no sampling error: no confidence interval, the spread is over starts
-        head = Part(
-            "all starts",
-            combine([p.verdict for p in parts]),
-            metric + f" (worst of {len(sp)} starts; range over starts {_fmt(min(sp))}–{_fmt(max(sp))}, not a CI)",
-            "deterministic toy, each start judged; no confidence interval",
-            min(sp),
-        )
-    return Claim("C1", parts, head)
-
-
-def claim_c2(npg: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
-    """One part per problem of the toy (Kakade's two-state MDP, the chain of each length) under the
-    primary step rule (``C2.rule``, default ``fixed``: each method at its best learning rate of one
-    grid); speed-up = PG's iterations to the target / NPG's. PG not reaching the target within the
-    budget gives the lower bound budget / NPG's. The secondary rule (KL-normalised steps) is reported
-    beside each part, not judged."""
-    c = cfg.get("C2", {})
-    rule = c.get("rule", "fixed")
-    sup, ref = c.get("support_above", 5.0), c.get("refute_below", 2.0)
-    metric = f"iterations to the target: PG / NPG ({rule} step rule)"
-    test = "deterministic toy (exact gradients), each problem judged"
-    if npg is None or npg.empty:
-        return Claim("C2", [missing_part("speed-up", metric, test,
-                                         "no toy results (results/toys/npg_vs_pg_summary.csv; config `toys: false`?)")])
-    t = npg.copy()
-    for col, default in (("problem", "chain"), ("rule", rule), ("budget", float("nan"))):
-        if col not in t:
-            t[col] = default
-
-    def its(g: pd.DataFrame) -> tuple[dict[str, float], float]:
-        it = {r.method: float(r.iterations_to_target) if pd.notna(r.iterations_to_target) and
-              str(r.iterations_to_target) != "" else float("inf") for r in g.itertuples()}  # fmt: skip
-        return it, float(pd.to_numeric(g["budget"], errors="coerce").max())
-
-    parts = []
-    for problem, g in t[t["rule"] == rule].groupby("problem", sort=False):
-        it, budget = its(g)
-        if "pg" not in it or "npg" not in it:
-            parts.append(missing_part(problem, metric, test, "pg or npg row missing"))
-            continue
-        s = _speedup(it["pg"], it["npg"])
-        lo, hi = s, s
-        if math.isinf(s) and np.isfinite(budget) and np.isfinite(it["npg"]):
-            lo, hi = budget / max(it["npg"], 1.0), float("inf")  # PG did not reach within the budget
-        v = INCONCLUSIVE if np.isnan(s) else judge(lo, hi, sup, ref)
-        edge = g[g.get("rate_at_grid_edge", pd.Series(False, index=g.index)).astype(str).str.lower() == "true"]
-        sec, _ = its(t[(t["rule"] != rule) & (t["problem"] == problem)])
-        used = (f"{problem}: PG {_iters(it['pg'], budget)} vs NPG {_iters(it['npg'], budget)} iterations"
-                + ("".join(f"; {m} rate {float(r):.3g}" for m, r in zip(g["method"], g["rate"])) if "rate" in g else "")
-                + (f"; secondary (KL-normalised) rule: PG {_iters(sec.get('pg', math.inf), budget)} vs NPG "
-                   f"{_iters(sec.get('npg', math.inf), budget)}" if sec else ""))  # fmt: skip
-        why = "" if v == SUPPORTED else (
-            "neither method reached the target" if np.isnan(s)
-            else f"PG needs {_fmt(lo)}x{'+' if math.isinf(hi) else ''} the iterations of NPG "
-                 f"(support above {sup}, refute below {ref})")  # fmt: skip
-        if not edge.empty:
-            why = (why + "; " if why else "") + (
-                f"best rate of {', '.join(edge['method'])} at the edge of the grid (a wider grid may change it)")
-        parts.append(Part(problem, v, metric, test, lo, lo, hi, used, why))
-    if not parts:
-        return Claim("C2", [missing_part("speed-up", metric, test, f"no rows of the {rule} rule")])
-    w = min((p for p in parts if not math.isnan(p.effect)), key=lambda p: p.effect, default=parts[0])
-    head = Part(f"{w.name} (weakest problem)", combine([p.verdict for p in parts]), metric + f" (weakest: {w.name})",
-                test, w.effect, w.ci_low, w.ci_high, w.runs_used, w.reason)  # fmt: skip
-    return Claim("C2", parts, head)
-
-
-def _iters(n: float, budget: float) -> str:
-    return _fmt(n) if np.isfinite(n) else (f"> {budget:.0f} (did not reach)" if np.isfinite(budget) else "never")
+from analysis.verdicts import (  # noqa: F401  (re-exported: the verdict values and tables)
+    CLAIM_COLUMNS,
+    INCONCLUSIVE,
+    INERT,
+    NOT_SUPPORTED,
+    STATEMENTS,
+    SUPPORTED,
+    Claim,
+    Part,
+    _fmt,
+    _truthy,
+    apply_holm,
+    attach_calibration,
+    claims_table,
+    combine,
+    judge,
+    missing_part,
+    parts_table,
+    runs_used,
+    to_markdown,
+)
 
 
 def _compare_part(
@@ -676,45 +417,6 @@ def evaluate(
     return out
 
 
-def apply_holm(claim: Claim, alpha: float) -> None:
-    """A part stays "not supported" only if Holm's step-down over the p_less of all the claim's tested
-    parts rejects it at family-wise level α (one "not supported" part refutes the whole claim)."""
-    keep = stats.holm([p.p_less for p in claim.parts], alpha)
-    n = sum(1 for p in claim.parts if np.isfinite(p.p_less))
-    for p, k in zip(claim.parts, keep):
-        if p.verdict == NOT_SUPPORTED and np.isfinite(p.p_less) and not k:
-            p.verdict = INCONCLUSIVE
-            p.reason = f"p = {p.p_less:.3g} against < threshold is not significant after Holm over {n} parts"
-
-
-def attach_calibration(claim: Claim, cal: pd.DataFrame | None) -> None:
-    """Copy each part's A/A false-verdict rate and MDE (calibration.csv); a design whose false-verdict
-    rate exceeds the nominal level (beyond 2 Monte-Carlo SE) cannot give a verdict, nor can one where
-    no effect reaches significance (MDE ∞): both say so and stay inconclusive."""
-    if cal is None or cal.empty:
-        return
-    for p in claim.parts:
-        if p.verdict == INERT:
-            continue
-        r = cal[(cal["claim"] == claim.claim) & (cal["part"] == p.name)]
-        if r.empty or not int(r.iloc[0].get("n_sim", 0) or 0):
-            continue
-        r = r.iloc[0]
-        p.false_verdict_rate, p.mde = float(r["false_verdict_rate"]), float(r["mde"])
-        if not _truthy(r["calibrated"]):
-            why = (
-                f"uncalibrated design ({r['design']}): A/A false-verdict rate {p.false_verdict_rate:.3g} "
-                f"> nominal {float(r['nominal']):.3g}: inconclusive"
-            )
-            p.verdict, p.reason = INCONCLUSIVE, why if not p.reason else f"{why}; {p.reason}"
-        elif not np.isfinite(p.mde):
-            p.verdict = INCONCLUSIVE
-            p.reason = (
-                f"underpowered design ({r['design']}): no effect can reach significance with these runs "
-                f"(MDE ∞): inconclusive" + (f"; {p.reason}" if p.reason else "")
-            )
-
-
 def provenance(runs: pd.DataFrame | None, repo: Path | None = None) -> dict[str, str]:
     """Commit and date of claims.yaml's last change and of the runs (their summaries' git_commit, the
     most frequent one), and a warning when the thresholds changed after the runs they judge."""
@@ -747,59 +449,3 @@ def provenance(runs: pd.DataFrame | None, repo: Path | None = None) -> dict[str,
             "runs_date": r_date, "provenance_warning": "; ".join(warn)}  # fmt: skip
 
 
-CLAIM_COLUMNS = [
-    "claim",
-    "statement",
-    "verdict",
-    "metric",
-    "test",
-    "effect",
-    "ci_low",
-    "ci_high",
-    "runs_used",
-    "parts",
-    "reason",
-    "false_verdict_rate",
-    "mde",
-]
-
-
-def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([c.row() for c in claims], columns=CLAIM_COLUMNS)
-
-
-def parts_table(claims: Sequence[Claim]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "claim": c.claim,
-                "part": p.name,
-                "verdict": p.verdict,
-                "metric": p.metric,
-                "test": p.test,
-                "effect": p.effect,
-                "ci_low": p.ci_low,
-                "ci_high": p.ci_high,
-                "runs_used": p.runs_used,
-                "reason": p.reason,
-                "p_greater": p.p_greater,
-                "p_less": p.p_less,
-                "false_verdict_rate": p.false_verdict_rate,
-                "mde": p.mde,
-            }
-            for c in claims
-            for p in c.parts
-        ]
-    )
-
-
-def to_markdown(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
-    cols = list(columns or df.columns)
-
-    def cell(v: Any) -> str:
-        s = _fmt(v) if isinstance(v, float) else str(v)
-        return s.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
-    return "\n".join(lines) + "\n"
