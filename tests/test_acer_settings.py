@@ -29,11 +29,31 @@ def _discrete_envs() -> list[str]:
 
 @pytest.mark.parametrize("env_id", _discrete_envs())
 def test_documented_settings_bound_the_reward_scale(env_id):
-    """Every discrete env trains on clipped (Atari family) or return-normalised rewards
-    (VecNormalize: r / σ(Σ γ^t r)), never on raw dense rewards."""
+    """Every discrete env trains on clipped (Atari family), natively bounded (MinAtar: every reward
+    is 0 or 1, as clipped Atari's; checked below) or return-normalised rewards (VecNormalize:
+    r / σ(Σ γ^t r)), never on raw dense rewards."""
     spec = load_catalog().get(env_id)
     _, cfg = resolve_hyperparams("acer", spec, {})
-    assert cfg.norm_reward or (spec.family == "atari" and spec.atari.get("clip_reward", True))
+    assert (cfg.norm_reward or (spec.family == "atari" and spec.atari.get("clip_reward", True))
+            or spec.family == "minatar")
+
+
+def test_minatar_rewards_are_bounded_like_clipped_atari():
+    """The MinAtar games pay +1 per event (brick, alien, crossing, …) and 0 otherwise: the reward
+    scale Baselines' ACER settings assume, without clipping. Random play, 3 000 steps per game."""
+    from experiments.envs import make_env
+    cat = load_catalog()
+    for env_id in cat.suite("minatar"):
+        env = make_env(cat.get(env_id), train=True)
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        seen = set()
+        for _ in range(3000):
+            _, r, term, trunc, _ = env.step(env.action_space.sample())
+            seen.add(float(r))
+            if term or trunc:
+                env.reset()
+        assert seen <= {0.0, 1.0}, (env_id, seen)
 
 
 def test_acrobot_features_stay_state_dependent():
