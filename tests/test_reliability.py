@@ -347,18 +347,22 @@ def test_family_is_inferred_from_the_registration():
         cat.get("MountainCar-v0")          # the DAG needs budgets: catalogued ids only
 
 
-def test_unknown_and_minatar_ids_are_clear_errors():
+def test_unknown_and_minatar_ids_are_clear_errors(monkeypatch):
     import dataclasses
 
-    from experiments.envs import load_catalog
-    cat = load_catalog()
+    from experiments import envs
+    cat = envs.load_catalog()
     with pytest.raises(ConfigError, match=r"unknown env 'CartPol-v1'.*closest: CartPole-v1"):
         cat.get("CartPol-v1", infer=True)
+    spec = cat.get("MinAtar/Breakout-v1", infer=True)      # not catalogued (v1: minimal actions): inferred
+    assert spec.family == "minatar" and not spec.catalogued and spec.hyperparams["cnn"] == "minatar"
+    without = dataclasses.replace(cat, families={k: v for k, v in cat.families.items() if k != "minatar"})
     with pytest.raises(ConfigError, match="no `minatar` family"):
-        cat.get("MinAtar/Breakout-v1", infer=True)
-    with_minatar = dataclasses.replace(cat, families={**cat.families, "minatar": {"eval_freq": 1, "eval_episodes": 1}})
-    with pytest.raises(ConfigError, match="install MinAtar"):
-        with_minatar.get("MinAtar/Breakout-v1", infer=True)
+        without.get("MinAtar/Breakout-v1", infer=True)
+    with monkeypatch.context() as m:
+        m.setattr(envs, "_registered", lambda env_id: False)   # as without the minatar package
+        with pytest.raises(ConfigError, match="install MinAtar"):
+            cat.get("MinAtar/Breakout-v1", infer=True)
     with pytest.raises(ConfigError, match="toy_text.*none of envs.yaml's families"):
         cat.get("FrozenLake-v1", infer=True)
 
