@@ -33,6 +33,9 @@ RUN_COLUMNS = ID_COLUMNS + [
     "wall_s",
     "steps_per_second",
     "git_commit",
+    "finished_at",
+    "versions",
+    "machine",
     "run_dir",
 ]
 CURVE_COLUMNS = ID_COLUMNS + ["setting", "status", "step", "eval_return", "eval_return_std", "n_episodes"]
@@ -105,6 +108,14 @@ class Tables:
     updates: pd.DataFrame
 
 
+def _machine_text(m: dict | None) -> str:
+    """One line for summary.json's ``machine`` (absent in runs made before it was recorded)."""
+    if not m:
+        return "not recorded"
+    return f"{m.get('cpu') or '?'}, {m.get('cpu_count')} cores, torch threads {m.get('torch_threads')}, " \
+           f"{m.get('platform') or '?'}"
+
+
 def collect(refs: Iterable[RunRef]) -> Tables:
     """Read every referenced run; missing and unreadable runs become rows with that status."""
     run_rows, curve_parts, update_parts = [], [], []
@@ -132,6 +143,9 @@ def collect(refs: Iterable[RunRef]) -> Tables:
             "wall_s": (summary or {}).get("wall_s"),
             "steps_per_second": (summary or {}).get("steps_per_second"),
             "git_commit": (summary or {}).get("git_commit"),
+            "finished_at": (summary or {}).get("finished_at"),
+            "versions": ", ".join(f"{k} {v}" for k, v in sorted(((summary or {}).get("versions") or {}).items())),
+            "machine": _machine_text((summary or {}).get("machine")),
             "run_dir": str(d),
         }
         run_rows.append(row)

@@ -238,6 +238,40 @@ CLAIM_COLUMNS = [
 ]
 
 
+def write_provenance(runs: pd.DataFrame, path: str) -> None:
+    """What ran where: runs per commit (with their total training time), per package versions,
+    per machine, and the wall time per run by algorithm × env — all from the runs' summary.json."""
+    r = runs.copy()
+    for col in ("git_commit", "versions", "machine", "finished_at"):
+        if col not in r:
+            r[col] = None
+        r[col] = r[col].fillna("not recorded").astype(str).replace({"": "not recorded", "nan": "not recorded"})
+    r["wall_s"] = pd.to_numeric(r.get("wall_s"), errors="coerce")
+    ok = r[r["status"] != "missing"]
+
+    def by(col: str) -> pd.DataFrame:
+        g = ok.groupby(col, dropna=False)
+        return pd.DataFrame({col: list(g.groups), "runs": g.size().to_numpy(),
+                             "core_hours": (g["wall_s"].sum() / 3600).round(3).to_numpy(),
+                             "first_finished": g["finished_at"].min().to_numpy(),
+                             "last_finished": g["finished_at"].max().to_numpy()})
+
+    wall = (ok.groupby(["algo", "env"])["wall_s"].agg(["count", "median", "max", "sum"]).round(1)
+            .rename(columns={"count": "runs", "median": "median_wall_s", "max": "max_wall_s", "sum": "total_wall_s"})
+            .reset_index())
+    total = float(ok["wall_s"].sum())
+    html.write_page(path, "Provenance: what ran, where, with what", [
+        (f"{len(ok)} runs finished ({len(r) - len(ok)} missing), {total / 3600:.2f} core-hours of training and "
+         "evaluation in all (sum of the runs' wall_s). Every number below is read from the runs' summary.json; "
+         "'not recorded' marks runs made before a field existed.", ""),
+        ("Runs per commit (a '-dirty' suffix: uncommitted changes in the working tree):",
+         html.table_html(by("git_commit"))),
+        ("Runs per package versions:", html.table_html(by("versions"))),
+        ("Runs per machine:", html.table_html(by("machine"))),
+        ("Wall time per run, by algorithm and env (seconds, training and its evaluations):", html.table_html(wall)),
+    ])
+
+
 def make_html(
     runs_csv: str,
     stats_csv: str,
@@ -277,6 +311,8 @@ def make_html(
             )
         )
     html.write_page(out["runs"], "Run status", sections)
+    if out.get("provenance"):
+        write_provenance(runs, out["provenance"])
     html.write_page(
         out["stats"],
         "Statistics per env and algorithm",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import os
 import platform
 import random
 import subprocess
@@ -82,6 +83,20 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[p] = "not installed"
     return out
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a run ran: OS, CPU model, cores, torch threads (summary.json ``machine``)."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
 
 
 def git_commit() -> str:
@@ -390,6 +405,8 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         "hyperparams_provenance": resolved.provenance,   # not in `identity`: resume checks ignore it
         "device": str(dev),
         "versions": package_versions(),
+        "machine": machine_info(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
         "traceback": trace,

@@ -473,3 +473,19 @@ def test_c2_judges_each_problem_under_the_fixed_rate_rule():
     assert "did not reach" in chain.runs_used and "secondary (KL-normalised) rule: PG 15 vs NPG 9" in chain.runs_used
     assert claims.claim_c2(_npg_summary(6), CFG).verdict == INCONCLUSIVE          # 3x: between 2 and 5
     assert claims.claim_c2(_npg_summary(3, 3), CFG).verdict == NOT_SUPPORTED      # 1.5x on both
+
+
+def test_provenance_page_counts_runs_and_core_hours_per_commit(tmp_path):
+    runs = pd.DataFrame([
+        {"algo": "ppo", "env": "E", "seed": 0, "status": "ok", "wall_s": 1800.0, "git_commit": "aaa",
+         "versions": "torch 2", "machine": "cpu X", "finished_at": "2026-11-26T10:00:00Z"},
+        {"algo": "ppo", "env": "E", "seed": 1, "status": "ok", "wall_s": 5400.0, "git_commit": "aaa",
+         "versions": "torch 2", "machine": None, "finished_at": "2026-11-26T11:00:00Z"},
+        {"algo": "trpo", "env": "E", "seed": 0, "status": "missing", "wall_s": None, "git_commit": None,
+         "versions": None, "machine": None, "finished_at": None},
+    ])
+    out = tmp_path / "p.html"
+    pipeline.write_provenance(runs, str(out))
+    text = out.read_text()
+    assert "2 runs finished (1 missing), 2.00 core-hours" in text
+    assert ">aaa<" in text and "not recorded" in text and "2026-11-26T11:00:00Z" in text

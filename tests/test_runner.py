@@ -10,7 +10,7 @@ from algorithms.base import ConfigError
 from experiments.runner import execute
 
 CONTRACT_SUMMARY = {"final_eval_return", "total_steps", "wall_s", "steps_per_second", "status", "hyperparams",
-                    "env_id", "seed", "versions", "git_commit", "algo"}
+                    "env_id", "seed", "versions", "git_commit", "algo", "machine", "finished_at"}
 PPO_SMALL = {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2}
 
 
@@ -31,6 +31,7 @@ def test_cli_writes_every_contract_file_and_field(tmp_path, root):
     assert summary["status"] == "ok" and summary["seed"] == 3 and summary["env_id"] == "CartPole-v1"
     assert summary["hyperparams"]["n_steps"] == 128 and summary["hyperparams"]["n_envs"] == 2
     assert {"torch", "gymnasium", "stable-baselines3", "python"} <= set(summary["versions"])
+    assert summary["machine"]["cpu_count"] >= 1 and summary["machine"]["torch_threads"] == 1
     progress = read_csv(out / "progress.csv")
     assert len(progress) == 1024 // 256
     assert [int(r["step"]) for r in progress] == [256, 512, 768, 1024]

@@ -69,7 +69,7 @@ ANALYSIS_TARGETS = (
     [f"{_T}/{n}" for n in ("runs.csv", "curves.parquet", "curves.csv", "updates.parquet", "run_metrics.csv",
                            "stats.csv", "poi.csv", "claims.csv", "claims_parts.csv", "claims.md", "calibration.csv",
                            "claims.html", "verdicts.html", "runs.html", "stats.html", "poi.html", "hyperparams.md",
-                           "hyperparams.html", "ledger.csv", "ledger.md", "ledger.html")]
+                           "hyperparams.html", "ledger.csv", "ledger.md", "ledger.html", "provenance.html")]
     + [f"{_F}/{v}" for v in (*_FIGURES.values(), "aggregate_iqm_poi.png")]
     + ([f"{_F}/{v}" for v in _TOY_FIGURES.values()] if TOYS_ON else [])
     + ([SWEEPS_CSV, f"{_F}/sweep_robustness.png"] if SWEEPS else [])
@@ -294,6 +294,8 @@ rule analysis_html:
         runs=report(f"{_T}/runs.html", caption=_cap("runs"), category=_CAT_TABLES, subcategory="Tables"),
         stats=report(f"{_T}/stats.html", caption=_cap("stats"), category=_CAT_TABLES, subcategory="Tables"),
         poi=report(f"{_T}/poi.html", caption=_cap("poi"), category=_CAT_TABLES, subcategory="Tables"),
+        provenance=report(f"{_T}/provenance.html", caption=_cap("provenance"), category=_CAT_TOP,
+                          subcategory="What ran (provenance)"),
     log:
         f"{RESULTS}/logs/analysis/analysis_html.log",
     localrule: True
