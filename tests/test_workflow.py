@@ -149,7 +149,8 @@ def test_adding_an_algorithm_trains_only_its_runs(root, tmp_path):
 
     before = snakemake(repo, "-n", timeout=300)
     assert before.returncode == 0, before.stderr[-3000:]
-    assert "rule train:" not in before.stdout + before.stderr, "a clean clone re-trains committed runs"
+    for rule in ("train", "sweep_run", "monotonic_run"):
+        assert f"rule {rule}:" not in before.stdout + before.stderr, f"a clean clone re-runs committed {rule} jobs"
 
     (repo / "algorithms" / "random_search.py").write_text(textwrap.dedent(NEW_ALGO))
     reg = repo / "algorithms" / "registry.py"
