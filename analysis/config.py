@@ -18,6 +18,7 @@ FIGURES = {
     "acer_ablation": "acer_ablation.png",
     "monotonic": "monotonic_improvement.png",
     "kl": "kl_vs_delta.png",
+    "profiles": "rliable_profiles_iqm.png",
 }
 TOY_FIGURES = {"gaussian": "toy_gaussian_ngd_vs_gd.png", "npg": "toy_npg_vs_pg.png"}
 TOY_FILES = {

@@ -111,6 +111,10 @@ def make_figures(
     figures.kl_vs_delta(updates, out["kl"])
     if out.get("aggregate"):
         figures_claims.aggregate(_read(stats_csv), _read(poi_csv), cfg, out["aggregate"])
+    if out.get("profiles"):
+        from analysis import figures_rliable
+
+        figures_rliable.profiles_and_curves(m, curves, catalog, cfg, out["profiles"])
 
 
 def make_toy_figures(toys: Mapping[str, str], out: Mapping[str, str]) -> None:

@@ -489,3 +489,24 @@ def test_provenance_page_counts_runs_and_core_hours_per_commit(tmp_path):
     text = out.read_text()
     assert "2 runs finished (1 missing), 2.00 core-hours" in text
     assert ">aaa<" in text and "not recorded" in text and "2026-11-26T11:00:00Z" in text
+
+
+def test_rliable_score_matrices_keep_common_envs_and_seeds(tmp_path):
+    from analysis import figures_rliable
+    rows = [{"algo": a, "env": e, "seed": s, "v": float(10 * i + s)}
+            for i, (a, e) in enumerate([("p", "A"), ("p", "B"), ("q", "A"), ("q", "B"), ("q", "C")])
+            for s in range(3 if a == "p" else 4)]
+    mats, envs = figures_rliable.score_matrices(pd.DataFrame(rows), "v")
+    assert envs == ["A", "B"] and mats["p"].shape == mats["q"].shape == (3, 2)    # C: q only; seed 3: q only
+    assert mats["q"][:, 1].tolist() == [30.0, 31.0, 32.0]
+
+
+def test_rliable_figure_is_drawn_from_the_snapshot_metrics(tmp_path, root):
+    from analysis import figures_rliable
+    from experiments.envs import load_catalog
+    t = root / "results/snapshot/default/tables"
+    m = pipeline._metrics(str(t / "run_metrics.csv"))
+    c = pd.read_parquet(t / "curves.parquet")
+    c["setting"] = aggregate.clean_setting(c["setting"])
+    figures_rliable.profiles_and_curves(m, c, load_catalog(), CFG, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 20_000
