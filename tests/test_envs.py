@@ -410,3 +410,22 @@ def test_minatar_family_has_the_paper_conventions_and_records_them():
         assert env.spec.max_episode_steps == 10_000
         assert eval_protocol(spec)["minatar"] == {"sticky_action_prob": 0.1, "difficulty_ramping": True,
                                                   "max_episode_steps": 10_000}
+
+
+def test_minatar_trunk_is_the_papers_network():
+    """One 3×3 convolution with 16 channels (stride 1, no padding: 10×10 → 8×8), 128 units, ReLUs;
+    inputs taken as they are (0/1, no ÷255); shared by π and V."""
+    import torch
+
+    from algorithms.core.nets import ActorCritic, MinAtarCNN
+    env = make_env(CATALOG.get("MinAtar/SpaceInvaders-v0"), train=True)
+    c = env.observation_space.shape[0]
+    net = ActorCritic(env.observation_space, env.action_space, cnn="minatar")
+    assert isinstance(net.pi_trunk, MinAtarCNN) and net.v_trunk is net.pi_trunk
+    conv, lin = net.pi_trunk.net[0], net.pi_trunk.net[3]
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride) == (c, 16, (3, 3), (1, 1))
+    assert (lin.in_features, lin.out_features) == (16 * 8 * 8, 128)
+    obs = torch.as_tensor(env.reset(seed=0)[0][None])
+    x = obs.float()
+    expected = torch.relu(lin(torch.relu(conv(x)).flatten(1)))
+    assert torch.equal(net.pi_trunk(obs), expected)
