@@ -24,6 +24,17 @@ validate(config, "experiments/schema/config.schema.yaml")
 RESULTS = config.get("results", "results")
 RUNS = {r.out_dir(RESULTS): r for r in expand_matrix(config)}   # validated before any job starts
 
+# Finished runs (committed snapshots included) must have been made with the settings the matrix
+# resolves to now; otherwise stop and say which, rather than count them as done.
+if workflow.is_main_process:
+    from experiments.matrix import stale_runs   # noqa: E402
+
+    _stale = stale_runs(RUNS, config)
+    if _stale:
+        raise ValueError("finished runs were made with other settings than the matrix resolves now (first "
+                         f"{len(_stale)}):\n  " + "\n  ".join(_stale) + "\nRestore those settings, or delete "
+                         "the listed run directories so that they are retrained with the new ones.")
+
 # A hard-killed snakemake (kill -9, reboot) leaves its locks behind; remove them when every
 # snakemake that held them is gone (experiments/dag_locks.py), so the same command resumes.
 if workflow.is_main_process:

@@ -106,3 +106,48 @@ def check_pair_symmetry(config: Mapping[str, Any], classes: Mapping[str, type]) 
 def load_config(path: str | Path) -> dict[str, Any]:
     import yaml
     return yaml.safe_load(Path(path).read_text())
+
+
+def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: EnvCatalog | None = None,
+               limit: int = 10) -> list[str]:
+    """Finished runs (summary.json present) whose recorded settings are no longer what the matrix
+    resolves them to — hyper-parameters, budget, evaluation protocol — one line each.
+
+    Committed per-run outputs are what the DAG sees as done; without this check a run made under
+    settings that have since changed (envs.yaml, hyperparams.yaml, the config's ``set``) would be
+    counted as if made under the new ones. A key the run did not record (a hyper-parameter added
+    later) must sit at its default, which reproduces the behaviour from before it existed."""
+    import json
+
+    from algorithms.base import config_dict
+    from experiments.envs import eval_protocol
+    from experiments.runner import resolve_hyperparams
+
+    catalog = catalog or load_catalog()
+    out = []
+    for d, r in runs.items():
+        p = Path(d) / "summary.json"
+        if not p.exists():
+            continue
+        try:
+            s = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue                     # unreadable: the runner's resume logic reports it
+        spec = catalog.get(r.env)
+        cls, cfg = resolve_hyperparams(r.algo, spec, config.get("set", {}).get(r.algo, {}))
+        now = json.loads(json.dumps(config_dict(cfg)))
+        default = json.loads(json.dumps(config_dict(cls.Config())))
+        was = s.get("hyperparams") or {}
+        diff = [k for k in now if (was[k] != now[k] if k in was else now[k] != default[k])]
+        diff += [k for k in was if k not in now]
+        if int(s.get("total_steps", r.steps)) != r.steps:
+            diff.append("total_steps")
+        ev = {"freq": spec.eval_freq, "episodes": config.get("eval_episodes", spec.eval_episodes),
+              **eval_protocol(spec)}
+        if any((s.get("eval") or {}).get(k) != v for k, v in ev.items()):
+            diff.append("eval")
+        if diff:
+            out.append(f"{d}: {', '.join(diff)}")
+            if len(out) >= limit:
+                break
+    return out

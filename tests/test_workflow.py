@@ -169,3 +169,18 @@ def test_adding_an_algorithm_trains_only_its_runs(root, tmp_path):
     expected.add((deleted.parts[-4], deleted.parts[-3], int(deleted.parts[-2])))
     assert trained == expected, sorted(trained ^ expected)[:10]
     assert "analysis_claims" in out and "calibration" in out
+
+
+def test_committed_runs_made_with_other_settings_stop_the_dag(root, tmp_path):
+    """A committed run whose settings no longer match what the matrix resolves (here: a changed
+    hyperparams.yaml entry) is named, not silently counted as done."""
+    repo = clean_clone(root, tmp_path / "repo")
+    hp = repo / "experiments/config/hyperparams.yaml"
+    text = hp.read_text()
+    old = "CartPole-v1: {n_envs: 8, n_steps: 32, batch_size: 256, gae_lambda: 0.8, gamma: 0.98, n_epochs: 20,"
+    assert old in text
+    hp.write_text(text.replace(old, old.replace("n_epochs: 20", "n_epochs: 10")))
+    r = snakemake(repo, "-n", timeout=300)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "made with other settings" in out and "runs/ppo/CartPole-v1/0: n_epochs" in out
