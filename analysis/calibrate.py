@@ -62,30 +62,15 @@ class PartSpec:
     stat: str
     support_above: float
     refute_below: float
+    data: str = "main"          # "monotonic": claim C3's true-objective runs (experiments/monotonic.py)
 
 
 def comparison_parts(cfg: Mapping[str, Any]) -> list[PartSpec]:
-    """The parts of C3–C6 that ``analysis/claims.py`` judges with ``stats.compare`` (same names)."""
-    c3, c4, c5, c6 = (cfg.get(k, {}) or {} for k in ("C3", "C4", "C5", "C6"))
-    out = [
-        PartSpec("C3", f"fewer drops than {comp}", comp, c3.get("algo", "trpo"), "drop_frac", "diff",
-                 c3.get("support_above", 0.0), c3.get("refute_below", 0.0))
-        for comp in c3.get("comparators", ["ppo", "npg", "sb3-a2c"])
-    ]  # fmt: skip
-    for name, c, algo, base in (("C4", c4, "ppo", "trpo"), ("C5", c5, "acer", "sb3-a2c")):
-        out.append(PartSpec(name, "sample efficiency", c.get("algo", algo), c.get("baseline", base),
-                            c.get("metric", "auc_norm"), "poi", c.get("support_above", 0.5),
-                            c.get("refute_below", 0.5)))  # fmt: skip
-    full, ess, least = c6.get("full", "acer"), c6.get("essential", "acer-no-tr"), c6.get("least", "acer-no-trunc")
-    col = c6.get("metric", "auc_norm")
-    out.append(PartSpec("C6", "trust region essential", full, ess, col, "diff",
-                        c6.get("essential_support_above", 0.1), c6.get("essential_refute_below", 0.1)))
-    out += [
-        PartSpec("C6", f"{least} better than {o}", least, o, col, "diff",
-                 c6.get("least_support_above", 0.0), c6.get("least_refute_below", 0.0))
-        for o in c6.get("others", []) if o != least
-    ]  # fmt: skip
-    return out
+    """Every entry of ``claims.yaml: comparisons`` (the parts ``analysis/claims.py`` judges, same names)."""
+    from analysis.comparisons import comparisons
+
+    return [PartSpec(c.claim, c.part, c.x, c.y, c.metric, c.stat, c.support_above, c.refute_below, c.data)
+            for c in comparisons(cfg)]
 
 
 # parts without an A/A analogue (deterministic toys, a check that holds by rule, a one-sample threshold)
@@ -208,7 +193,7 @@ def calibrate(config: Mapping[str, Any], cfg: Mapping[str, Any], metrics: pd.Dat
     rows: list[dict[str, Any]] = []
     cache: dict[tuple, dict[str, Any]] = {}
     for p in comparison_parts(cfg):
-        c3_true = p.claim == "C3" and bool(mono_runs)
+        c3_true = p.data == "monotonic" and bool(mono_runs)
         scores = monotonic if c3_true and monotonic is not None else metrics
         design = design_of(mono_runs if c3_true else runs, p.x, p.y, min_runs)
         unit = "mean difference" if p.stat == "diff" else f"shift of {p.x}'s per-run {p.metric}"

@@ -29,6 +29,7 @@ import pandas as pd
 from analysis import mechanisms, stats
 from analysis.aggregate import is_main  # noqa: F401
 from analysis.claims_toys import claim_c1, claim_c2  # noqa: F401  (re-exported)
+from analysis.comparisons import Comparison, comparisons
 from analysis.config import CLAIMS_YAML, deep_merge, load_config  # noqa: F401  (re-exported)
 from analysis.verdicts import (  # noqa: F401  (re-exported: the verdict values and tables)
     CLAIM_COLUMNS,
@@ -108,19 +109,15 @@ def _compare_part(
     )
 
 
-def claim_c3(metrics: pd.DataFrame | None, updates: pd.DataFrame | None, cfg: Mapping[str, Any],
-             monotonic: pd.DataFrame | None = None) -> Claim:
-    """KL ≤ δ on every accepted update (from the main runs' logs), and fewer drops of the objective than
-    each comparator: of the true J(π) of the sampled policy per block of env steps when the matrix has
-    C3's runs (``monotonic``, experiments/monotonic.py), else of the main runs' deterministic evaluations."""
+def kl_part(updates: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Part:
+    """C3's "KL ≤ δ": every accepted update of ``C3.algo`` has a logged KL ≤ δ·(1 + kl_slack)."""
     c = cfg.get("C3", {})
     algo = c.get("algo", "trpo")
     slack = float(c.get("kl_slack", 0.0))
-    parts = []
     kl_metric, kl_test = "max over updates of KL / δ", f"every accepted update: KL ≤ δ·(1 + {slack})"
     u = None if updates is None or updates.empty else updates[updates["algo"] == algo]
     if u is None or u.empty or "kl" not in u or "max_kl" not in u:
-        parts.append(
+        return (
             missing_part("KL ≤ δ", kl_metric, kl_test, f"no {algo} updates with kl and max_kl columns")
         )
     else:
@@ -134,13 +131,13 @@ def claim_c3(metrics: pd.DataFrame | None, updates: pd.DataFrame | None, cfg: Ma
             n_rejected = int((~acc).sum())
             u = u[acc]
         if u.empty:
-            parts.append(missing_part("KL ≤ δ", kl_metric, kl_test, f"no accepted {algo} update logged kl"))
+            return (missing_part("KL ≤ δ", kl_metric, kl_test, f"no accepted {algo} update logged kl"))
         else:
             ratio = u["kl"].astype(float) / u["max_kl"].astype(float)
             bad = int((u["kl"].astype(float) > u["max_kl"].astype(float) * (1 + slack)).sum())
             v = NOT_SUPPORTED if bad else SUPPORTED
             n_runs = u.groupby(["env", "seed"]).ngroups
-            parts.append(
+            return (
                 Part(
                     "KL ≤ δ",
                     v,
@@ -153,44 +150,6 @@ def claim_c3(metrics: pd.DataFrame | None, updates: pd.DataFrame | None, cfg: Ma
                     f"{bad} of {len(u)} updates exceed δ" if bad else "",
                 )
             )
-    drop = c.get("drop_fraction", 0.1)
-    if monotonic is not None:
-        metric = (f"fraction of blocks (one {algo} update of env steps) after which J(π) of the sampled policy "
-                  f"drops by > {drop} of (threshold − random): comparator − {algo}")
-    else:
-        metric = f"fraction of eval intervals with a drop > {drop} of (threshold − random): comparator − {algo}"
-    for comp in c.get("comparators", ["ppo", "npg", "sb3-a2c"]):
-        parts.append(
-            _compare_part(
-                f"fewer drops than {comp}",
-                monotonic if monotonic is not None else metrics,
-                comp,
-                algo,
-                "drop_frac",
-                "diff",
-                cfg,
-                c.get("support_above", 0.0),
-                c.get("refute_below", 0.0),
-                metric,
-            )
-        )
-    # the row shows the weakest comparison (lowest CI bound): the verdict needs all of them
-    est = [p for p in parts[1:] if not math.isnan(p.ci_low)]
-    head = None
-    if est:
-        w = min(est, key=lambda p: p.ci_low)
-        head = Part(
-            w.name,
-            w.verdict,
-            w.metric + f" (weakest comparison: {w.name}; KL part in `parts`)",
-            w.test,
-            w.effect,
-            w.ci_low,
-            w.ci_high,
-            w.runs_used,
-            w.reason,
-        )
-    return Claim("C3", parts, head)
 
 
 def robustness(
@@ -229,26 +188,13 @@ def robustness(
     return stats.stratified_bootstrap({"x": strata}, stat, b.n_boot, b.confidence, b.seed), ""
 
 
-def claim_c4(
-    metrics: pd.DataFrame | None, sweep_metrics: pd.DataFrame | None, cfg: Mapping[str, Any]
-) -> Claim:
+def robustness_part(sweep_metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Part:
+    """C4's "robustness": R of the x of C4's comparison (PPO) on its sweep, against its thresholds; the
+    y's (TRPO's) R beside it."""
     c = cfg.get("C4", {})
-    algo, base = c.get("algo", "ppo"), c.get("baseline", "trpo")
-    col = c.get("metric", "auc_norm")
-    parts = [
-        _compare_part(
-            "sample efficiency",
-            metrics,
-            algo,
-            base,
-            col,
-            "poi",
-            cfg,
-            c.get("support_above", 0.5),
-            c.get("refute_below", 0.5),
-            f"{col} (normalised area under the eval curve)",
-        )
-    ]
+    first = next(iter(comparisons(cfg, "C4")), None)
+    algo, base = (first.x, first.y) if first else ("ppo", "trpo")
+    parts: list[Part] = []
     rcol = c.get("robust_metric", "norm_final")
     sel = (c.get("select_seeds") or [])
     r_metric = f"R = mean / best over the sweep grid of {rcol}" + (
@@ -284,29 +230,33 @@ def claim_c4(
                     "" if v == SUPPORTED else f"R CI [{_fmt(est.lo)}, {_fmt(est.hi)}]{ref}",
                 )
             )
-    return Claim("C4", parts)
+    return parts[0]
 
 
-def claim_c5(metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
-    c = cfg.get("C5", {})
-    col = c.get("metric", "auc_norm")
-    return Claim(
-        "C5",
-        [
-            _compare_part(
-                "sample efficiency",
-                metrics,
-                c.get("algo", "acer"),
-                c.get("baseline", "sb3-a2c"),
-                col,
-                "poi",
-                cfg,
-                c.get("support_above", 0.5),
-                c.get("refute_below", 0.5),
-                f"{col} (normalised area under the eval curve)",
-            )
-        ],
-    )
+def judge_comparison(comp: Comparison, metrics: pd.DataFrame | None, cfg: Mapping[str, Any],
+                     monotonic: pd.DataFrame | None = None, activity: pd.DataFrame | None = None) -> Part:
+    """THE evaluator of every entry of ``claims.yaml: comparisons``: the stratified permutation test of
+    ``comp.x`` against ``comp.y`` on ``comp.metric``, on the envs where the mechanisms of ``comp.active``
+    act (an "inert at this budget" part where none is left)."""
+    data = monotonic if comp.data == "monotonic" and monotonic is not None else metrics
+    label = comp.label or f"{comp.metric}: {comp.x} vs {comp.y}"
+    if comp.data == "monotonic" and monotonic is None:
+        label += " (no true-objective runs in this matrix: on the main runs' evaluations)"
+    kw = dict(col=comp.metric, stat=comp.stat, cfg=cfg, support_above=comp.support_above,
+              refute_below=comp.refute_below, metric=label)
+    if comp.active and activity is not None:
+        return _where_active(comp.part, data, activity, list(comp.active), comp.x, comp.y, **kw)
+    return _compare_part(comp.part, data, comp.x, comp.y, **kw)
+
+
+def _weakest(parts: list[Part], note: str) -> Part | None:
+    """The comparison with the lowest CI bound, as the claim row's headline (the verdict needs all)."""
+    est = [p for p in parts if not math.isnan(p.ci_low)]
+    if not est:
+        return None
+    w = min(est, key=lambda p: p.ci_low)
+    return Part(w.name, w.verdict, w.metric + f" (weakest comparison: {w.name}{note})", w.test, w.effect,
+                w.ci_low, w.ci_high, w.runs_used, w.reason)
 
 
 def _where_active(
@@ -331,65 +281,19 @@ def _where_active(
     return part
 
 
-def claim_c6(metrics: pd.DataFrame | None, cfg: Mapping[str, Any], updates: pd.DataFrame | None = None) -> Claim:
-    """Each ablation judged only where the mechanism it removes acts in the full ACER's runs."""
-    c = cfg.get("C6", {})
-    full, ess, least = (
-        c.get("full", "acer"),
-        c.get("essential", "acer-no-tr"),
-        c.get("least", "acer-no-trunc"),
-    )
-    col = c.get("metric", "auc_norm")
-    act = mechanisms.activity(updates, full, float(c.get("min_active", 0.01)))
-    parts = [
-        _where_active(
-            "trust region essential",
-            metrics,
-            act,
-            [ess],
-            full,
-            ess,
-            col=col,
-            stat="diff",
-            cfg=cfg,
-            support_above=c.get("essential_support_above", 0.1),
-            refute_below=c.get("essential_refute_below", 0.1),
-            metric=f"{col} lost without the trust region",
-        )
-    ]
-    others = [o for o in c.get("others", []) if o != least]
-    have = set() if metrics is None or metrics.empty else set(metrics.loc[metrics["used"], "algo"])
-    present = [o for o in others if o in have]
-    if not present:
-        parts.append(
-            missing_part(
-                "truncation matters least",
-                f"{col}: {least} − other ablations",
-                "mean difference, stratified bootstrap CI",
-                f"no usable runs of {least if least not in have else 'any other ablation'} "
-                f"({', '.join(others)})"
-                if least in have
-                else f"no usable runs of {least}",
-            )
-        )
-    for o in present:
-        parts.append(
-            _where_active(
-                f"{least} better than {o}",
-                metrics,
-                act,
-                [least, o],
-                least,
-                o,
-                col=col,
-                stat="diff",
-                cfg=cfg,
-                support_above=c.get("least_support_above", 0.0),
-                refute_below=c.get("least_refute_below", 0.0),
-                metric=f"{col}: {least} − {o}",
-            )
-        )
-    return Claim("C6", parts)
+def judge_claim(claim: str, metrics: pd.DataFrame | None, cfg: Mapping[str, Any],
+                updates: pd.DataFrame | None = None, monotonic: pd.DataFrame | None = None,
+                sweep_metrics: pd.DataFrame | None = None) -> Claim:
+    """One of C3–C6: its own checks (C3's KL ≤ δ, C4's robustness) followed by its entries of
+    ``claims.yaml: comparisons``, each judged by ``judge_comparison`` (before Holm and calibration)."""
+    c6 = cfg.get("C6", {}) or {}
+    activity = mechanisms.activity(updates, c6.get("full", "acer"), float(c6.get("min_active", 0.01)))
+    judged = [judge_comparison(c, metrics, cfg, monotonic, activity) for c in comparisons(cfg, claim)]
+    if claim == "C3":
+        return Claim("C3", [kl_part(updates, cfg), *judged], _weakest(judged, "; KL part in `parts`"))
+    if claim == "C4":
+        return Claim("C4", [*judged, robustness_part(sweep_metrics, cfg)])
+    return Claim(claim, judged or [missing_part("comparison", "", "", f"no comparison of {claim} in claims.yaml")])
 
 
 def evaluate(
@@ -402,14 +306,10 @@ def evaluate(
     calibration: pd.DataFrame | None = None,
     monotonic: pd.DataFrame | None = None,
 ) -> list[Claim]:
-    out = [
-        claim_c1(gauss, cfg),
-        claim_c2(npg, cfg),
-        claim_c3(metrics, updates, cfg, monotonic),
-        claim_c4(metrics, sweep_metrics, cfg),
-        claim_c5(metrics, cfg),
-        claim_c6(metrics, cfg, updates),
-    ]
+    """Every claim: C1, C2 on the toys, C3–C6 by ``judge_claim``; then Holm within each claim and each
+    part's calibration."""
+    out = [claim_c1(gauss, cfg), claim_c2(npg, cfg)] + [
+        judge_claim(c, metrics, cfg, updates, monotonic, sweep_metrics) for c in ("C3", "C4", "C5", "C6")]
     alpha = (1 - stats.PermutationCfg.from_cfg(cfg).confidence) / 2
     for c in out:
         apply_holm(c, alpha)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from analysis import claims, mechanisms, stats
 from analysis.aggregate import is_main
+from analysis.comparisons import comparisons
 from analysis.plotting import _figure, _main_algos, _save, mean_band, on_grid, palette, placeholder
 from analysis.sweeps import parse_slug
 
@@ -101,7 +102,7 @@ def _learning_curves(curves: pd.DataFrame, catalog: Any, path: str | Path, cfg: 
 def ablation_effects(metrics: pd.DataFrame, cfg: Mapping[str, Any], full: str = "acer") -> pd.DataFrame:
     """Δ = col(ablation) − col(full) per ACER ablation: the pooled estimate and CI of
     ``stats.compare`` (the verdicts' test) and the per-env mean differences."""
-    col = cfg.get("C6", {}).get("metric", "auc_norm")
+    col = next((c.metric for c in comparisons(cfg, "C6")), "auc_norm")
     m = metrics[is_main(metrics["setting"]) & metrics["used"]]
     rows = []
     for abl in sorted(a for a in m["algo"].unique() if a.startswith(f"{full}-")):
@@ -134,7 +135,7 @@ def acer_ablation(
         return placeholder(path, "ACER ablations", "no ablation runs (acer-no-trunc, acer-no-tr, ...)")
     c6 = (cfg or {}).get("C6", {})
     _acer_ablation(eff, mechanisms.activity(updates, c6.get("full", "acer"), float(c6.get("min_active", 0.01))),
-                   c6.get("metric", "auc_norm"), path)
+                   next((c.metric for c in comparisons(cfg or {}, "C6")), "auc_norm"), path)
 
 
 @_figure
@@ -226,10 +227,8 @@ def _sweep_robustness(sm: pd.DataFrame, col: str, path: str | Path, cfg: Mapping
 
 
 def claimed_pairs(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(claim, x, y) of every P(x > y) a claim makes: C4 ppo > trpo, C5 acer > sb3-a2c (claims.yaml)."""
-    c4, c5 = cfg.get("C4", {}), cfg.get("C5", {})
-    return [("C4", c4.get("algo", "ppo"), c4.get("baseline", "trpo")),
-            ("C5", c5.get("algo", "acer"), c5.get("baseline", "sb3-a2c"))]  # fmt: skip
+    """(claim, x, y) of every P(x > y) a claim makes (claims.yaml comparisons with stat poi)."""
+    return [(c.claim, c.x, c.y) for c in comparisons(cfg) if c.stat == "poi"]
 
 
 def aggregate(stats_tab: pd.DataFrame | None, poi_tab: pd.DataFrame | None, cfg: Mapping[str, Any],

@@ -39,6 +39,7 @@ PROFILES = {
     "acer-no-trunc": Profile(0.98, 0.13, 0.02),
     "acer-no-retrace": Profile(0.6, 0.3, 0.02),
     "acer-no-tr": Profile(0.3, 0.5, 0.02),
+    "acer-no-replay": Profile(0.7, 0.3, 0.02),
 }
 
 

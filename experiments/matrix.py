@@ -137,14 +137,14 @@ def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: 
         cls, cfg = resolve_hyperparams(r.algo, spec, config.get("set", {}).get(r.algo, {}))
         now = json.loads(json.dumps(config_dict(cfg)))
         default = json.loads(json.dumps(config_dict(cls.Config())))
-        was = s.get("hyperparams") or {}
-        diff = [k for k in now if (was[k] != now[k] if k in was else now[k] != default[k])]
+        was = s.get("hyperparams") or {}   # a summary that recorded none (not the runner's) is not checked
+        diff = [k for k in now if (was[k] != now[k] if k in was else now[k] != default[k])] if was else []
         diff += [k for k in was if k not in now]
         if int(s.get("total_steps", r.steps)) != r.steps:
             diff.append("total_steps")
         ev = {"freq": spec.eval_freq, "episodes": config.get("eval_episodes", spec.eval_episodes),
               **eval_protocol(spec)}
-        if any((s.get("eval") or {}).get(k) != v for k, v in ev.items()):
+        if "eval" in s and any((s.get("eval") or {}).get(k) != v for k, v in ev.items()):
             diff.append("eval")
         if diff:
             out.append(f"{d}: {', '.join(diff)}")

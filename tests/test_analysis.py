@@ -321,10 +321,10 @@ def test_robustness_statistic():
     est, why = claims.robustness(_sweep_metrics({1: [1, 1]}), "ppo", "norm_final", CFG)
     assert est is None and "fewer than 2" in why
     sm = _sweep_metrics({1: [0.9, 1.0, 0.95], 2: [0.85, 0.9, 0.92], 3: [0.8, 0.9, 0.85]})
-    c4 = claims.claim_c4(None, sm, CFG)
+    c4 = claims.judge_claim("C4", None, CFG, sweep_metrics=sm)
     assert c4.parts[1].verdict == SUPPORTED and c4.parts[0].verdict == INCONCLUSIVE
     sm = _sweep_metrics({1: [1.0, 1.0, 0.95], 2: [0.0, 0.05, 0.0], 3: [0.0, 0.1, 0.0]})
-    assert claims.claim_c4(None, sm, CFG).parts[1].verdict == NOT_SUPPORTED
+    assert claims.judge_claim("C4", None, CFG, sweep_metrics=sm).parts[1].verdict == NOT_SUPPORTED
 
 
 CFG_ALL_SEEDS = {**CFG, "C4": {**CFG["C4"], "select_seeds": []}}
@@ -374,7 +374,7 @@ def test_figures_are_produced(tmp_path):
         html_out,
     )
     runs_html = (T / "runs.html").read_text()
-    assert "35 ok, 1 failed, 0 missing" in runs_html and "<table>" in runs_html
+    assert "39 ok, 1 failed, 0 missing" in runs_html and "<table>" in runs_html
     assert "supported" in (T / "claims.html").read_text()
 
 

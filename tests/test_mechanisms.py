@@ -44,7 +44,7 @@ def test_c6_parts_are_inert_where_the_mechanism_never_acts_and_judged_where_it_d
     m = _metrics(["A", "B"], effect)
     # the trust region binds in A only; truncation never fires anywhere
     u = pd.concat([_updates("A", 0.0, 0.3, 1.0), _updates("B", 0.0, 0.0, 1.0)])
-    c6 = claims.claim_c6(m, CFG, u)
+    c6 = claims.judge_claim("C6", m, CFG, updates=u)
     parts = {p.name: p for p in c6.parts}
     tr = parts["trust region essential"]
     assert tr.verdict != claims.INERT and "(1 envs: A)" in tr.test and "inert" in tr.reason
@@ -54,8 +54,8 @@ def test_c6_parts_are_inert_where_the_mechanism_never_acts_and_judged_where_it_d
     assert c6.verdict == claims.INCONCLUSIVE          # an inert part cannot support the claim
     # with every mechanism active the same data decide: the trust region costs 0.5 > 0.1
     u = pd.concat([_updates(e, 0.2, 0.3, 1.0) for e in ("A", "B")])
-    parts = {p.name: p for p in claims.claim_c6(m, CFG, u).parts}
+    parts = {p.name: p for p in claims.judge_claim("C6", m, CFG, updates=u).parts}
     assert parts["trust region essential"].verdict == claims.SUPPORTED
     assert all(p.verdict != claims.INERT for p in parts.values())
     # without diagnostics (not logged) nothing is called inert
-    assert all(p.verdict != claims.INERT for p in claims.claim_c6(m, CFG, None).parts)
+    assert all(p.verdict != claims.INERT for p in claims.judge_claim("C6", m, CFG).parts)
