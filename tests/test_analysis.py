@@ -510,3 +510,20 @@ def test_rliable_figure_is_drawn_from_the_snapshot_metrics(tmp_path, root):
     c["setting"] = aggregate.clean_setting(c["setting"])
     figures_rliable.profiles_and_curves(m, c, load_catalog(), CFG, tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 20_000
+
+
+def test_declared_comparisons_are_validated_and_judged_once_each():
+    from algorithms.base import ConfigError
+    from analysis.comparisons import comparisons
+    cfg = claims.load_config()
+    listed = comparisons(cfg)
+    assert {c.claim for c in listed} == {"C3", "C4", "C5", "C6"}
+    judged = {(c.claim, p.name) for c in claims.evaluate(None, None, cfg) for p in c.parts}
+    assert {(c.claim, c.part) for c in listed} <= judged        # every declared part has a verdict row
+    for bad, msg in [({"stat": "ratio"}, "stat must be"), ({"colour": 1}, "unknown keys"), ({"x": None}, "missing keys")]:
+        entry = {"claim": "C5", "part": "p", "x": "a", "y": "b", "metric": "m", **bad}
+        entry = {k: v for k, v in entry.items() if v is not None}
+        with pytest.raises(ConfigError, match=msg):
+            comparisons({"comparisons": [entry]})
+    with pytest.raises(ConfigError, match="share a claim and part"):
+        comparisons({"comparisons": [listed[0].__dict__ | {"active": []}] * 2})
