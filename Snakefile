@@ -72,7 +72,10 @@ rule train:
         sets=run_set_args,
         outdir=lambda wc, output: str(Path(output.summary).parent),
         device=device_of,
-        eval_episodes=f"--eval-episodes {config['eval_episodes']}" if "eval_episodes" in config else "",
+        eval_episodes=lambda wc: " ".join(
+            ([f"--eval-episodes {config['eval_episodes']}"] if "eval_episodes" in config else [])
+            + ([f"--eval-freq {config['eval_freq'][run_of(wc).env]}"] if run_of(wc).env in config.get("eval_freq", {})
+               else [])),
         python=PYTHON,
     log:
         f"{RESULTS}/logs/{{algo}}/{{env}}/{{seed}}.log",

@@ -24,6 +24,7 @@ from analysis.plotting import (  # noqa: E402, F401
     _main_algos,
     _save,
     _with_norm,
+    bars_ci,
     mean_band,
     on_grid,
     palette,
@@ -38,18 +39,7 @@ def _sample_efficiency(m: pd.DataFrame, path: str | Path) -> None:
     envs = sorted(m["env"].unique())
     pal = palette(m["algo"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(max(9, 2.2 * len(envs) + 6), 4.2))
-    sns.barplot(
-        m,
-        x="env",
-        y="auc_norm",
-        hue="algo",
-        palette=pal,
-        errorbar=("ci", 95),
-        n_boot=500,
-        seed=0,
-        ax=axes[0],
-        order=envs,
-    )
+    bars_ci(axes[0], m, "env", "auc_norm", envs, pal, hue="algo", hue_order=sorted(m["algo"].unique()))
     axes[0].axhline(1, ls=":", c="k", lw=1)
     axes[0].set_ylabel("normalised AUC (1 = threshold all along)")
     axes[0].set_title("Area under the eval curve, normalised")
@@ -131,19 +121,7 @@ def _monotonic(d: pd.DataFrame, m: pd.DataFrame, drop: float, path: str | Path, 
     axes[0].set_ylabel(f"Δ {what}" if "per block" not in what else "Δ normalised J(π) per block")
     fig.suptitle(f"Claim C3: changes of {what}", fontsize=10)
     axes[0].set_title(f"Change per evaluation interval (red: significant drop, < −{drop})")
-    sns.barplot(
-        m,
-        x="algo",
-        y="drop_frac",
-        hue="algo",
-        palette=pal,
-        order=order,
-        errorbar=("ci", 95),
-        n_boot=500,
-        seed=0,
-        ax=axes[1],
-        legend=False,
-    )
+    bars_ci(axes[1], m, "algo", "drop_frac", order, pal)
     sns.stripplot(m, x="algo", y="drop_frac", order=order, color="k", size=3, alpha=0.5, ax=axes[1])
     axes[1].set_ylabel("fraction of intervals with a significant drop")
     axes[1].set_title("Significant drops per run (mean, 95% CI over runs)")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -209,9 +210,12 @@ def _sweep_robustness(sm: pd.DataFrame, col: str, path: str | Path, cfg: Mapping
             sns.heatmap(piv, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": f"mean {col}"})
         else:
             x = keys[0] if len(keys) == 1 else "setting"
-            sns.pointplot(g, x=x, y=col, errorbar=("ci", 95), n_boot=n_boot, seed=seed, ax=ax,
-                          color=palette([algo])[algo])  # fmt: skip
-            sns.stripplot(g, x=x, y=col, color="k", size=3, alpha=0.5, ax=ax)
+            order = sorted(g[x].unique(), key=lambda v: (float(v) if _is_num(v) else math.inf, str(v)))
+            band = mean_band(g, col, [x], n_boot=n_boot, seed=seed).set_index(x).reindex(order)
+            c = palette([algo])[algo]
+            ax.errorbar(range(len(order)), band["mean"], yerr=[band["mean"] - band["lo"], band["hi"] - band["mean"]],
+                        color=c, lw=2.5, marker="o", ms=8)   # the report's one bootstrap (mean_band)
+            sns.stripplot(g, x=x, y=col, order=order, color="k", size=3, alpha=0.5, ax=ax)
             ax.tick_params(axis="x", rotation=25)
         ax.set_title(f"{algo}: mean {col} per setting\n{r_txt}", fontsize=9)
     fig.suptitle(
@@ -224,6 +228,14 @@ def _sweep_robustness(sm: pd.DataFrame, col: str, path: str | Path, cfg: Mapping
     )
     fig.tight_layout()
     _save(fig, path)
+
+
+def _is_num(v: Any) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def claimed_pairs(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,32 @@ def _with_norm(curves: pd.DataFrame, catalog: Any) -> pd.DataFrame:
     rnd = c["env"].map(lambda e: catalog.envs[e].random_score if e in catalog.envs else np.nan)
     c["norm_return"] = normalise(c["eval_return"], rnd.to_numpy(float), thr.to_numpy(float))
     return c
+
+
+def bars_ci(ax: Any, data: pd.DataFrame, x: str, y: str, order: Sequence[str], pal: Mapping[str, Any],
+            hue: str | None = None, hue_order: Sequence[str] | None = None) -> None:
+    """Bars of the mean of ``y`` per ``x`` (and ``hue``) with the report's one bootstrap CI of the mean
+    (``mean_band`` with claims.yaml's resamples, confidence and seed) as error bars, in place of
+    seaborn's own bootstrap."""
+    from analysis.config import load_config
+    from analysis.stats import BootstrapCfg
+
+    b = BootstrapCfg.from_cfg(load_config())
+    band = mean_band(data, y, [x] + ([hue] if hue else []), b.n_boot, b.confidence, b.seed)
+    levels = list(hue_order) if hue else [None]
+    width = 0.8 / len(levels)
+    for j, h in enumerate(levels):
+        for i, xv in enumerate(order):
+            r = band[(band[x] == xv) & ((band[hue] == h) if hue else True)]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            pos = i - 0.4 + width * (j + 0.5)
+            ax.bar(pos, r["mean"], width * 0.95, color=pal[h if hue else xv], label=h if hue and i == 0 else None)
+            ax.errorbar(pos, r["mean"], yerr=[[r["mean"] - r["lo"]], [r["hi"] - r["mean"]]], color="k", lw=1.2)
+    ax.set_xticks(range(len(order)), order)
+    if hue:
+        ax.legend(fontsize=8, frameon=False)
 
 
 def mean_band(

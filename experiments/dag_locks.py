@@ -71,25 +71,27 @@ def claim_workdir(workdir: Path | str) -> list[Path]:
 
 
 def sync_manifest(path: Path | str, entries: list[str], outputs: list[Path | str]) -> bool:
-    """Keep ``path`` (a DAG input of the tables built from ``entries``) newer than those tables
-    whenever they must be redrawn; return whether it was rewritten or touched.
+    """Rewrite ``path`` (a DAG input of the tables built from ``entries``) when its content changes;
+    return whether it was rewritten.
 
     Snakemake (9.x) does not rerun a job whose outputs exist when one of its inputs is missing,
-    even if another rule can make that input: adding an algorithm to the matrix, or deleting a
-    run to retrain it, would leave "Nothing to be done". So the Snakefile passes the matrix's run
-    list here: the file is rewritten when the list changed and touched when one of ``outputs``
-    (the runs' summary.json) is missing; either makes it newer than the tables, which Snakemake
-    then rebuilds, training the missing runs first. Unchanged and complete: left alone."""
+    even if another rule can make that input, and it ignores an input whose mtime changed but
+    whose content did not: adding an algorithm to the matrix, or deleting a run to retrain it,
+    would leave "Nothing to be done". So the Snakefile passes the matrix's run list and the runs'
+    summary.json here: the file lists the runs, and after them the ones that are missing. A new
+    run, or a missing one, changes the content, which makes Snakemake redraw the tables and so
+    train what is missing first (the invocation after that redraws them once more: the missing
+    list is gone). Unchanged and complete: left alone."""
     path = Path(path)
+    missing = [str(Path(o).parent) for o in outputs if not Path(o).exists()]
     text = "\n".join(sorted(entries)) + "\n"
+    if missing:
+        text += "# missing, to be trained:\n" + "\n".join(sorted(missing)) + "\n"
     old = path.read_text(encoding="utf-8") if path.exists() else None
-    if old != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        return True
-    if any(not Path(o).exists() for o in outputs):
-        os.utime(path)
-        return True
-    return False
+    if old == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return True

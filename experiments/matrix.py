@@ -42,7 +42,7 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_d
     if not envs:
         raise ConfigError("experiment config selects no env: give `suites` or `envs`")
     specs = {e: catalog.get(e) for e in envs}
-    for e in config.get("steps", {}):
+    for e in (*config.get("steps", {}), *config.get("eval_freq", {})):
         catalog.get(e)
     classes = {a: registry.get(a)[0] for a in config["algorithms"]}
     for a in config.get("set", {}):
@@ -142,7 +142,8 @@ def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: 
         diff += [k for k in was if k not in now]
         if int(s.get("total_steps", r.steps)) != r.steps:
             diff.append("total_steps")
-        ev = {"freq": spec.eval_freq, "episodes": config.get("eval_episodes", spec.eval_episodes),
+        ev = {"freq": config.get("eval_freq", {}).get(r.env, spec.eval_freq),
+              "episodes": config.get("eval_episodes", spec.eval_episodes),
               **eval_protocol(spec)}
         if "eval" in s and any((s.get("eval") or {}).get(k) != v for k, v in ev.items()):
             diff.append("eval")

@@ -519,8 +519,9 @@ def test_declared_comparisons_are_validated_and_judged_once_each():
     listed = comparisons(cfg)
     assert {c.claim for c in listed} == {"C3", "C4", "C5", "C6"}
     judged = {(c.claim, p.name) for c in claims.evaluate(None, None, cfg) for p in c.parts}
-    assert {(c.claim, c.part) for c in listed} <= judged        # every declared part has a verdict row
-    for bad, msg in [({"stat": "ratio"}, "stat must be"), ({"colour": 1}, "unknown keys"), ({"x": None}, "missing keys")]:
+    assert {(c.claim, c.part) for c in listed} <= judged    # every declared part has a verdict row
+    cases = [({"stat": "ratio"}, "stat must be"), ({"colour": 1}, "unknown keys"), ({"x": None}, "missing keys")]
+    for bad, msg in cases:
         entry = {"claim": "C5", "part": "p", "x": "a", "y": "b", "metric": "m", **bad}
         entry = {k: v for k, v in entry.items() if v is not None}
         with pytest.raises(ConfigError, match=msg):
