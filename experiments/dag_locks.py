@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import time
 from pathlib import Path
 
 OWNERS = Path(".snakemake") / "ngrl-owners"
@@ -71,24 +72,29 @@ def claim_workdir(workdir: Path | str) -> list[Path]:
 
 
 def sync_manifest(path: Path | str, entries: list[str], outputs: list[Path | str]) -> bool:
-    """Rewrite ``path`` (a DAG input of the tables built from ``entries``) when its content changes;
-    return whether it was rewritten.
+    """Keep ``path`` (a DAG input of the tables built from ``entries``) such that Snakemake redraws the
+    tables — and so trains what is missing first — exactly when a run is new or missing; return
+    whether it was rewritten.
 
     Snakemake (9.x) does not rerun a job whose outputs exist when one of its inputs is missing,
     even if another rule can make that input, and it ignores an input whose mtime changed but
     whose content did not: adding an algorithm to the matrix, or deleting a run to retrain it,
-    would leave "Nothing to be done". So the Snakefile passes the matrix's run list and the runs'
-    summary.json here: the file lists the runs, and after them the ones that are missing. A new
-    run, or a missing one, changes the content, which makes Snakemake redraw the tables and so
-    train what is missing first (the invocation after that redraws them once more: the missing
-    list is gone). Unchanged and complete: left alone."""
+    would leave "Nothing to be done". So the file lists the matrix's runs and is rewritten
+    (i) when that list changes, and (ii) on every invocation that finds runs missing, with the
+    missing ones and the time (new content each time). When every run is there and the list is
+    unchanged it is left alone, so a finished DAG stays up to date."""
     path = Path(path)
+    head = "\n".join(sorted(entries)) + "\n"
     missing = [str(Path(o).parent) for o in outputs if not Path(o).exists()]
-    text = "\n".join(sorted(entries)) + "\n"
-    if missing:
-        text += "# missing, to be trained:\n" + "\n".join(sorted(missing)) + "\n"
     old = path.read_text(encoding="utf-8") if path.exists() else None
-    if old == text:
+    if old is not None and not missing and old.split("# missing", 1)[0] == head:
+        return False
+    text = head
+    if missing:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        text += f"# missing when the DAG last found runs missing ({stamp}, {time.time_ns()} ns, pid {os.getpid()}):\n"
+        text += "\n".join(sorted(missing)) + "\n"
+    if text == old:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

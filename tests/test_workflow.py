@@ -184,3 +184,25 @@ def test_committed_runs_made_with_other_settings_stop_the_dag(root, tmp_path):
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert "made with other settings" in out and "runs/ppo/CartPole-v1/0: n_epochs" in out
+
+
+def test_run_manifest_changes_exactly_when_tables_must_be_redrawn(tmp_path):
+    """Snakemake reruns the tables only when an input's content changes: the manifest changes when a
+    run is added or missing (each time it is found missing), and not once everything is there."""
+    from experiments.dag_locks import sync_manifest
+    m, runs = tmp_path / "MATRIX", [tmp_path / f"r{i}" / "summary.json" for i in range(2)]
+    entries = ["r0 100", "r1 100"]
+    assert sync_manifest(m, entries, runs)                       # new: both missing
+    for r in runs:
+        r.parent.mkdir()
+        r.write_text("{}")
+    first = m.read_text()
+    assert not sync_manifest(m, entries, runs) and m.read_text() == first   # complete: left alone, up to date
+    runs[1].unlink()
+    assert sync_manifest(m, entries, runs) and "r1" in m.read_text().split("# missing", 1)[1]
+    runs[1].write_text("{}")
+    assert not sync_manifest(m, entries, runs)
+    runs[1].unlink()                                             # the same run deleted again: redrawn again
+    assert sync_manifest(m, entries, runs)
+    runs[1].write_text("{}")
+    assert sync_manifest(m, entries + ["r2 100"], runs)          # a new run in the matrix
