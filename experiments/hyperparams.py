@@ -104,3 +104,18 @@ def resolve_hyperparams(algo: str, spec: EnvSpec, overrides: Mapping[str, Any],
     """The class and config of ``resolve_with_provenance`` (same precedence), without the sources."""
     r = resolve_with_provenance(algo, spec, overrides, hyperparams_file)
     return r.cls, r.config
+
+
+def changed_keys(recorded: Mapping[str, Any], config: BaseConfig) -> list[str]:
+    """Hyper-parameters whose value recorded by a run (summary.json ``hyperparams``) differs from
+    ``config`` as resolved now. A key the run did not record (added later) counts as changed only
+    when it is not at its default, which reproduces the behaviour from before it existed; a
+    recorded key the config no longer has counts as changed."""
+    import json
+
+    from algorithms.base import config_dict
+
+    now = json.loads(json.dumps(config_dict(config)))
+    default = json.loads(json.dumps(config_dict(type(config)())))
+    return ([k for k in now if (recorded[k] != now[k] if k in recorded else now[k] != default[k])]
+            + [k for k in recorded if k not in now])

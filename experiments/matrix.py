@@ -119,8 +119,8 @@ def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: 
     later) must sit at its default, which reproduces the behaviour from before it existed."""
     import json
 
-    from algorithms.base import config_dict
     from experiments.envs import eval_protocol
+    from experiments.hyperparams import changed_keys
     from experiments.runner import resolve_hyperparams
 
     catalog = catalog or load_catalog()
@@ -134,12 +134,9 @@ def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: 
         except (OSError, ValueError):
             continue                     # unreadable: the runner's resume logic reports it
         spec = catalog.get(r.env)
-        cls, cfg = resolve_hyperparams(r.algo, spec, config.get("set", {}).get(r.algo, {}))
-        now = json.loads(json.dumps(config_dict(cfg)))
-        default = json.loads(json.dumps(config_dict(cls.Config())))
+        _, cfg = resolve_hyperparams(r.algo, spec, config.get("set", {}).get(r.algo, {}))
         was = s.get("hyperparams") or {}   # a summary that recorded none (not the runner's) is not checked
-        diff = [k for k in now if (was[k] != now[k] if k in was else now[k] != default[k])] if was else []
-        diff += [k for k in was if k not in now]
+        diff = changed_keys(was, cfg) if was else []
         if int(s.get("total_steps", r.steps)) != r.steps:
             diff.append("total_steps")
         ev = {"freq": config.get("eval_freq", {}).get(r.env, spec.eval_freq),

@@ -210,9 +210,8 @@ def test_evaluation_runs_use_exactly_the_configuration_that_was_tuned() -> None:
     """The full resolved config of every tuned (algo, env) today equals what its tuning runs ran
     with (selection.json `ran_with`, from their summary.json). Fails when a default or a
     `family:` setting changed after tuning: re-run `python -m experiments.tune`."""
-    import dataclasses
-
     from algorithms.base import config_dict
+    from experiments.hyperparams import changed_keys
     from experiments.runner import resolve_hyperparams
     sel = json.loads((tune.SNAPSHOT / "selection.json").read_text())
     catalog = load_catalog()
@@ -220,13 +219,11 @@ def test_evaluation_runs_use_exactly_the_configuration_that_was_tuned() -> None:
     for s in sel["selection"]:
         if s["selected"] is None:
             continue
-        cls, cfg = resolve_hyperparams(s["algo"], catalog.get(s["env"]), {})
+        _, cfg = resolve_hyperparams(s["algo"], catalog.get(s["env"]), {})
         now = config_dict(cfg)
         # a hyper-parameter added after tuning (absent from ran_with) must sit at its default, which
         # reproduces the behaviour before it existed (e.g. `cnn`, which only image observations read)
-        default = {f.name: f.default for f in dataclasses.fields(cls.Config)}
-        diff = {k: (s["ran_with"].get(k), now[k]) for k in now
-                if (s["ran_with"][k] != now[k] if k in s["ran_with"] else now[k] != default.get(k))}
+        diff = {k: (s["ran_with"].get(k), now.get(k)) for k in changed_keys(s["ran_with"], cfg)}
         if diff:
             stale[(s["algo"], s["env"])] = diff
     assert not stale, f"tuned with ≠ resolved now (tuned, now): {stale}"
