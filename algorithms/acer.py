@@ -56,7 +56,7 @@ from torch import nn
 
 from algorithms.acer_continuous import SDNet, continuous_terms
 from algorithms.base import Algorithm, BaseConfig, ConfigError
-from algorithms.core.acer_ops import TermsConfig, average_, next_values, retrace, tr_diagnostics
+from algorithms.core.acer_ops import TermsConfig, average_, next_values, retrace, softmax_tangent, tr_diagnostics
 from algorithms.core.distributions import Categorical
 from algorithms.core.nets import make_trunk, ortho_init
 from algorithms.core.replay import ReplayMemory, Trajectory
@@ -187,7 +187,7 @@ def discrete_terms(net: DiscreteACERNet, avg: DiscreteACERNet, batch: Trajectory
     g = torch.autograd.grad((pg + cfg.ent_coef * entropy).sum(), phi)[0]
     pi_avg = log_pi_avg.exp()
     k = -pi_avg / phi.detach().clamp(min=1e-10)  # ∇_φ KL(π_avg ‖ φ)
-    z, tr = tr_diagnostics(g, k, cfg.delta, cfg.trust_region)
+    z, tr = tr_diagnostics(g, k, cfg.delta, cfg.trust_region, softmax_tangent(phi))
     policy_loss = -(log_pi.exp() * z).sum(-1).mean()  # back-propagates z* through φ
     q_loss = 0.5 * (q_ret - q_a).pow(2).mean()
     with torch.no_grad():
@@ -207,10 +207,12 @@ class ACER(Algorithm):
     One ``run.log_update`` per on-policy step (k · n_envs env steps), after its replays, with
     the means over that step's updates of: pg_loss, q_loss (v_loss), entropy, mean_rho (ρ_t),
     frac_truncated (ρ_t > c), kl_avg (KL(π_avg ‖ π)), k_norm (‖k‖), tr_active_frac (kᵀg > δ),
-    tr_shrink (max(0, (kᵀg − δ)/‖k‖²)), grad_norm; mean_rho_replay / frac_truncated_replay over
-    the replayed batches only; replay (0/1), replay_updates, learning_rate, memory_steps.
+    tr_shrink (max(0, (kᵀg − δ)/‖k‖²)), tr_effect (the share of the logit / (μ, log σ) gradient the
+    projection removes), grad_norm; mean_rho_replay / frac_truncated_replay over the replayed
+    batches only; replay (0/1), replay_updates, learning_rate, memory_steps.
     With the discrete φ = π(·|s), k ≈ −1 near π_avg = π, a direction softmax back-propagation
-    ignores, so tr_active_frac counts projections whose effect on the logits can be small.
+    ignores, so tr_active_frac counts projections whose effect on the logits can be nil;
+    tr_effect measures that effect.
     """
 
     name = "acer"

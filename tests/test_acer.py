@@ -3,6 +3,7 @@ projection, the averaged network, one-component ablations, checkpoints, short ru
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -27,6 +28,7 @@ DIAGNOSTICS = (
     "k_norm",
     "tr_active_frac",
     "tr_shrink",
+    "tr_effect",
     "kl_avg",
     "q_loss",
     "entropy",
@@ -238,6 +240,41 @@ def test_k_is_the_kl_gradient_in_statistics_space():
     np.testing.assert_allclose(
         out["k"].reshape(-1, 4).numpy(), torch.cat([k_mean, k_logstd], -1).numpy(), rtol=1e-4, atol=1e-6
     )
+
+
+def test_tr_effect_is_the_share_of_the_logit_gradient_the_projection_removes():
+    """Oracle: autograd through softmax. The logits' gradient of Σ π(l)·v is Jᵀv; tr_effect must be
+    ‖Jᵀ(g − z*)‖ / ‖Jᵀg‖ over the batch, computed here without the code's own tangent map."""
+    out = terms_with("discrete")
+    net, _, batch = discrete_setup()
+    with torch.no_grad():
+        logits = net.pi(net.trunk(batch.obs[:-1].reshape(-1, 4))).view(out["g"].shape)
+    def on_logits(v):
+        lg = logits.clone().requires_grad_(True)
+        return torch.autograd.grad((torch.softmax(lg, -1) * v).sum(), lg)[0]
+    want = on_logits(out["g"] - out["z"]).norm() / on_logits(out["g"]).norm()
+    assert out["diag"]["tr_active_frac"] > 0 and want > 1e-3            # the projection does bind here
+    assert float(out["diag"]["tr_effect"]) == pytest.approx(float(want), rel=1e-4)
+
+
+def test_tr_effect_is_nil_where_k_is_the_direction_the_softmax_ignores():
+    """π_avg = π: k = −π_avg/π = −1 in every sample. kᵀg > δ can hold (tr_active_frac > 0), but
+    the projection subtracts a multiple of 1, which no logit feels: tr_effect = 0, z* acts as g."""
+    net, _, batch = discrete_setup()
+    avg = copy.deepcopy(net)
+    with torch.no_grad():
+        batch.rewards.mul_(50.0)                                         # big advantages: kᵀg > δ
+    out = discrete_terms(net, avg, batch, dataclasses.replace(ACERConfig(c=1.5), delta=0.1))
+    np.testing.assert_allclose(out["k"].numpy(), -1.0, rtol=1e-5)
+    assert out["diag"]["tr_active_frac"] > 0
+    assert float(out["diag"]["tr_effect"]) < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["continuous"])
+def test_tr_effect_continuous_is_the_plain_share(kind):
+    out = terms_with(kind)
+    want = (out["g"] - out["z"]).norm() / out["g"].norm()
+    assert float(out["diag"]["tr_effect"]) == pytest.approx(float(want), rel=1e-5)
 
 
 # --- ablations: each flag changes exactly its component ---------------------------------

@@ -68,3 +68,37 @@ def test_published_data_file_is_well_formed():
     assert d["value"].notna().all() and (d["budget"] > 0).all() and (d["seeds"] >= 1).all()
     assert not d.duplicated(["source", "algo", "env", "statistic", "budget"]).any()
     assert {"tianshou", "rl-zoo", "cleanrl", "baselines"} <= set(d["source"])
+
+
+def test_interim_finals_are_the_per_seed_final_and_max_over_finished_runs():
+    """analysis.interim: per (env, algo), the mean and t-interval of each finished run's last and best
+    evaluation, against a direct computation; a run without summary.json is not 'finished'."""
+    from analysis import interim
+
+    rng = np.random.default_rng(1)
+    curves, runs = [], []
+    for seed in range(3):
+        ev = rng.normal(100 * (seed + 1), 10, 5)
+        curves += [{"env": "E-v5", "algo": "ppo", "seed": seed, "status": "ok", "step": 1000 * (i + 1),
+                    "eval_return": v} for i, v in enumerate(ev)]
+        runs.append({"env": "E-v5", "algo": "ppo", "seed": seed, "status": "ok", "wall_s": 1800.0})
+    c, r = pd.DataFrame(curves), pd.DataFrame(runs)
+    t = interim.finals_table(c, r).iloc[0]
+    last = c.sort_values("step").groupby("seed")["eval_return"].last().to_numpy()
+    best = c.groupby("seed")["eval_return"].max().to_numpy()
+    assert t.n_runs == 3 and t.core_hours == pytest.approx(1.5)
+    assert t.final_mean == pytest.approx(last.mean()) and t.max_mean == pytest.approx(best.mean())
+    half = sps.t.ppf(0.975, 2) * last.std(ddof=1) / np.sqrt(3)
+    assert (t.final_lo, t.final_hi) == pytest.approx((last.mean() - half, last.mean() + half))
+
+
+def test_interim_counts_only_runs_with_a_summary(tmp_path):
+    from analysis import interim
+    from analysis.aggregate import RunRef
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "summary.json").write_text("{}")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "checkpoint.pt").write_text("")
+    refs = [RunRef(str(tmp_path / d), "ppo", "E-v5", i) for i, d in enumerate("ab")]
+    assert [r.run_dir for r in interim.finished(refs)] == [str(tmp_path / "a")]

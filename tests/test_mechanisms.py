@@ -12,7 +12,7 @@ def _updates(env, frac_truncated, tr_active, replay_share, n=200, seeds=(0, 1, 2
     for s in seeds:
         for i in range(n):
             rows.append({"algo": "acer", "env": env, "seed": s, "step": i, "frac_truncated": frac_truncated,
-                         "tr_active_frac": tr_active,
+                         "tr_effect": tr_active,
                          "mean_rho_replay": 1.0 if i < replay_share * n else np.nan})
     return pd.DataFrame(rows)
 

@@ -7,6 +7,7 @@ the dependency runs one way: acer.py → acer_continuous.py → core.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -69,19 +70,34 @@ def trust_region(g: torch.Tensor, k: torch.Tensor, delta: float) -> tuple[torch.
     return g - coef.unsqueeze(-1) * k, coef
 
 
+def softmax_tangent(phi: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """For discrete φ = softmax(l): v ↦ Jᵀv = φ ⊙ (v − φᵀv), what a φ-space gradient v becomes on
+    the logits l. The direction 1 (k = −π_avg/φ at π = π_avg) maps to 0: the simplex ignores it."""
+    phi = phi.detach()
+    return lambda v: phi * (v - (phi * v).sum(-1, keepdim=True))
+
+
 def tr_diagnostics(
-    g: torch.Tensor, k: torch.Tensor, delta: float, enabled: bool = True
+    g: torch.Tensor, k: torch.Tensor, delta: float, enabled: bool = True,
+    tangent: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """z* = ``trust_region(g, k, δ)`` (or g itself when ``enabled`` is False: the no-trust-region
     ablation) and the diagnostics of the projection, computed either way: ‖k‖ (k_norm), the
-    fraction of steps with kᵀg > δ (tr_active_frac) and the mean of max(0, (kᵀg − δ)/‖k‖²) (tr_shrink)."""
+    fraction of steps with kᵀg > δ (tr_active_frac), the mean of max(0, (kᵀg − δ)/‖k‖²) (tr_shrink)
+    and tr_effect = ‖T(g − z*)‖ / ‖T(g)‖ over the batch (Frobenius norms), with T = ``tangent`` the
+    map from φ-space to the network's outputs (identity when None): the share of the policy
+    gradient that the projection actually removes. kᵀg > δ alone can overstate the trust region:
+    with the discrete φ = π(·|s), k = −π_avg/φ ≈ −1 near π_avg = π, a shift the softmax ignores."""
     z, coef = trust_region(g, k, delta)
+    t = tangent or (lambda v: v)
+    effect = t(g - z).norm() / t(g).norm().clamp(min=1e-12)
     if not enabled:
         z = g
     return z, {
         "k_norm": k.norm(dim=-1).mean(),
         "tr_active_frac": (coef > 0).float().mean(),
         "tr_shrink": coef.mean(),
+        "tr_effect": effect.detach(),
     }
 
 

@@ -1,0 +1,97 @@
+"""An interim view of a profile whose matrix is still running (the replication profile takes days
+of CPU): what its *finished* runs say so far, labelled as such.
+
+    python -m analysis.interim --config experiments/config/replication.yaml
+
+Writes ``{results}/interim/``: ``finals.csv`` / ``finals.md`` (per algorithm × env: runs finished,
+final and max-over-training evaluation return, mean and Student-t 95 % interval, core-hours spent)
+and ``ledger.csv`` / ``ledger.md`` (``analysis.ledger``, ours vs published, on the finished runs
+only). No verdict on a claim is drawn here: the claims' tests were sized for the full matrix,
+and a test on whichever runs happened to finish first is not the declared test. The complete
+matrix gets the ordinary pipeline (tables, figures, verdicts) from ``snakemake``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import aggregate, ledger
+
+
+def finished(refs: list[aggregate.RunRef]) -> list[aggregate.RunRef]:
+    return [r for r in refs if (Path(r.run_dir) / "summary.json").exists()]
+
+
+def finals_table(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (env, algo): finished runs, mean final / max-over-training evaluation with t-intervals,
+    and the wall time spent (core-hours: one core per run)."""
+    ok = runs[runs["status"] == "ok"]
+    rows = []
+    for (env, algo), g in ok.groupby(["env", "algo"], sort=True):
+        c = curves[(curves["env"] == env) & (curves["algo"] == algo) & (curves["status"] == "ok")]
+        per = [(ledger.final_eval(e, None), ledger.max_eval(e, None)) for _, e in c.groupby("seed")]
+        fin, mx = (np.array([p[i] for p in per]) for i in (0, 1))
+        row = {"env": env, "algo": algo, "n_runs": len(per), "seeds": " ".join(str(s) for s in sorted(g["seed"])),
+               "core_hours": float(g["wall_s"].sum() / 3600) if "wall_s" in g else np.nan}
+        for name, x in (("final", fin), ("max", mx)):
+            m, lo, hi = ledger.t_interval(x) if len(x) >= 2 else (float(x.mean()) if len(x) else np.nan, np.nan,
+                                                                 np.nan)
+            row |= {f"{name}_mean": m, f"{name}_lo": lo, f"{name}_hi": hi}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def finals_markdown(t: pd.DataFrame, n_done: int, n_all: int) -> str:
+    def cell(r, name):
+        m, lo, hi = r[f"{name}_mean"], r[f"{name}_lo"], r[f"{name}_hi"]
+        return "—" if pd.isna(m) else f"{m:.0f}" + (f" [{lo:.0f}, {hi:.0f}]" if pd.notna(lo) else "")
+    lines = [f"**Interim: {n_done} of {n_all} runs finished.** Evaluation return (deterministic policy), "
+             "mean over the finished seeds with a Student-t 95 % interval (none with one run). No claim is "
+             "judged on a part of the matrix.", "",
+             "| env | algo | runs (seeds) | final eval | max eval over training | core-hours |",
+             "|---|---|---|---|---|---|"]
+    for _, r in t.iterrows():
+        lines.append(f"| {r.env} | {r.algo} | {r.n_runs} ({r.seeds}) | {cell(r, 'final')} | {cell(r, 'max')} | "
+                     f"{r.core_hours:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.interim", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    a = p.parse_args(argv)
+    from analysis.pipeline import make_tables
+    from experiments.io import write_text_atomic
+    from experiments.matrix import expand, load_config
+
+    config = load_config(a.config)
+    res = config.get("results", "results")
+    refs = [aggregate.RunRef.from_spec(r.out_dir(res), r) for r in expand(config, check_deps=False)]
+    done = finished(refs)
+    if not done:
+        print(f"no finished run of {a.config} under {res}/runs yet", file=sys.stderr)
+        return 1
+    out = Path(res) / "interim"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        T = {k: f"{tmp}/{k}" for k in ("runs.csv", "curves.parquet", "curves.csv", "updates.parquet")}
+        make_tables(done, *T.values())
+        runs, curves = pd.read_csv(T["runs.csv"]), pd.read_parquet(T["curves.parquet"])
+        t = finals_table(curves, runs)
+        write_text_atomic(str(out / "finals.csv"), t.to_csv(index=False))
+        write_text_atomic(str(out / "finals.md"), finals_markdown(t, len(done), len(refs)))
+        lt = ledger.make_ledger(T["curves.parquet"], T["updates.parquet"], T["runs.csv"], str(out / "ledger.csv"),
+                                str(out / "ledger.md"))
+    print(finals_markdown(t, len(done), len(refs)))
+    print(f"{int((lt['verdict'] != '—').sum())} published numbers compared: {out / 'ledger.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
