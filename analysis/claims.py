@@ -102,7 +102,7 @@ def _compare_part(
         est.point,
         est.lo,
         est.hi,
-        runs_used(metrics, [x, y]),
+        runs_used(metrics, [x, y], envs),   # the envs the test used, not every env with runs
         reason,
         est.p_greater,
         est.p_less,

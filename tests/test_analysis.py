@@ -410,6 +410,16 @@ def test_compare_part_uses_the_calibrated_test():
     assert p6.verdict == SUPPORTED and p6.p_greater == pytest.approx(1 / 8000, abs=0.002)  # (1/20)³
 
 
+def test_runs_used_names_only_the_envs_the_test_used():
+    """x has runs on two envs, y on one: the comparison can only use the shared env, and the part's
+    runs_used must say so (it once counted every env of x, as if the test had used them)."""
+    m = pd.concat([_metrics([0.9, 0.95, 1.0], [0.1, 0.15, 0.2], "a"),
+                   _metrics([0.5, 0.6, 0.7], [], "b")])
+    p = claims._compare_part("p", m, "x", "y", "auc_norm", "diff", CFG, 0.0, 0.0, "auc_norm")
+    assert "(1 envs: a)" in p.test
+    assert p.runs_used.startswith("x: 3/3 runs (1 envs)"), p.runs_used
+
+
 def test_holm_before_not_supported():
     parts = [claims.Part(f"p{i}", NOT_SUPPORTED, "", "", p_less=p) for i, p in enumerate((0.001, 0.02, 0.02))]
     c = claims.Claim("C3", parts)
