@@ -233,6 +233,7 @@ class ACER(Algorithm):
             d = tuple(act_space.shape)
             self.terms, self.stat_shapes = continuous_terms, {"mean": d, "log_std": d}
             self.low, self.high = act_space.low, act_space.high
+        self.net = self.net.to(run.device)
         self.avg_net = copy.deepcopy(self.net).requires_grad_(False)
         self.params, self.avg_params = list(self.net.parameters()), list(self.avg_net.parameters())
         if cfg.rmsprop_tf_like:
@@ -250,7 +251,8 @@ class ACER(Algorithm):
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self.net.dist(torch.as_tensor(self.env.normalize_obs(obs))).mode().numpy()
+            obs = torch.as_tensor(self.env.normalize_obs(obs), device=self.run.device)
+            return self.net.dist(obs).mode().cpu().numpy()
 
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "avg_net": self.avg_net.state_dict(),
@@ -289,8 +291,8 @@ class ACER(Algorithm):
         finals: list[tuple[int, int, np.ndarray]] = []
         for t in range(T):
             obs[t] = env.raw_obs
-            dist = self.net.dist(torch.from_numpy(env.obs))
-            a = dist.sample().numpy()
+            dist = self.net.dist(torch.from_numpy(env.obs).to(self.run.device))
+            a = dist.sample().cpu().numpy()
             actions[t] = a
             for k, v in self._stats(dist).items():
                 stats[k][t] = v
@@ -314,11 +316,11 @@ class ACER(Algorithm):
     def _stats(self, dist) -> dict[str, np.ndarray]:
         """Behaviour statistics μ(·|s): log-probabilities, or (mean, log σ)."""
         if self.discrete:
-            return {"log_probs": dist.logits.numpy()}
-        return {"mean": dist.mean.numpy(), "log_std": dist.log_std.numpy()}
+            return {"log_probs": dist.logits.cpu().numpy()}
+        return {"mean": dist.mean.cpu().numpy(), "log_std": dist.log_std.cpu().numpy()}
 
     def update(self, batch: Trajectory) -> dict[str, torch.Tensor]:
-        out = self.terms(self.net, self.avg_net, batch, self.cfg)
+        out = self.terms(self.net, self.avg_net, batch.to(self.run.device), self.cfg)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)

@@ -95,7 +95,8 @@ def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: TermsConfig
     log_rho = pi_d.log_prob(a) - mu.log_prob(a)
     rho = log_rho.exp()  # ρ_t
     with torch.no_grad():
-        samples = pi_d.mean + pi_d.std * torch.randn(1 + cfg.sdn_samples, T, B, D)  # a'_t, u_1..u_n ~ π
+        eps = torch.randn(1 + cfg.sdn_samples, T, B, D, device=pi_d.mean.device)
+        samples = pi_d.mean + pi_d.std * eps  # a'_t, u_1..u_n ~ π
     acts = torch.cat([a.unsqueeze(0), samples]).view(2 + cfg.sdn_samples, M, D)
     A = net.advantage(h_all[:M], acts).view(2 + cfg.sdn_samples, T, B)
     A_mean = A[2:].mean(0)  # (1/n) Σ A(s, u_i)

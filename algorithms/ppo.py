@@ -64,11 +64,11 @@ class PPO(Algorithm):
         super().__init__(cfg, run)
         self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward)
         self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
-                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn)
+                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn).to(run.device)
         self.params = list(self.policy.parameters())
         # fused Adam: one kernel for all parameters instead of ~10 small ops per tensor
         self.opt = torch.optim.Adam(self.params, lr=cfg.learning_rate, eps=1e-5, fused=True)
-        self.buffer = RolloutBuffer(cfg.n_steps, self.env)
+        self.buffer = RolloutBuffer(cfg.n_steps, self.env, run.device)
         self.step = 0
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
@@ -126,7 +126,7 @@ class PPO(Algorithm):
             stats: list[torch.Tensor] = []   # per minibatch: pg_loss, value_loss, entropy, approx_kl, clip_fraction
             stop = False
             for _epoch in range(cfg.n_epochs):
-                perm = torch.randperm(n)   # one gather per epoch; minibatches are then contiguous views
+                perm = torch.randperm(n).to(obs.device)   # one gather per epoch; then contiguous views
                 e_obs, e_act, e_logp_old, e_v_old, e_A, e_R = (x[perm] for x in (obs, act, logp_old, v_old, A, R))
                 for start in range(0, n, cfg.batch_size):
                     mb = slice(start, start + cfg.batch_size)

@@ -118,10 +118,10 @@ class NPG(Algorithm):
         self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs,
                                 norm_reward=cfg.norm_reward)
         self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
-                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn)
+                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn).to(run.device)
         self.critic_opt = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate,
                                            eps=CRITIC_ADAM_EPS, fused=True)
-        self.buffer = RolloutBuffer(cfg.n_steps, self.env)
+        self.buffer = RolloutBuffer(cfg.n_steps, self.env, run.device)
         self.step = 0
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
@@ -185,7 +185,7 @@ class NPG(Algorithm):
         cfg, pi = self.cfg, self.policy
         n, losses = obs.shape[0], []
         for _ in range(cfg.n_critic_updates):
-            perm = torch.randperm(n)
+            perm = torch.randperm(n).to(obs.device)   # drawn on the host: the same stream on any device
             for start in range(0, n, cfg.batch_size):
                 idx = perm[start:start + cfg.batch_size]
                 loss = (pi.value(obs[idx]) - returns[idx]).pow(2).mean()

@@ -189,23 +189,24 @@ class RunContext:
 
     # --- evaluation, divergence, output -----------------------------------------------
     def _check_parameters(self, step: int) -> None:
-        for name, mod in vars(self.algo or object()).items():
-            if isinstance(mod, torch.nn.Module):
-                for pname, p in mod.named_parameters():
-                    if not torch.isfinite(p).all():
-                        raise Divergence(f"non-finite parameter {name}.{pname} at step {step}")
+        named = [(f"{name}.{pname}", p) for name, mod in vars(self.algo or object()).items()
+                 if isinstance(mod, torch.nn.Module) for pname, p in mod.named_parameters()]
+        if not named:
+            return
+        finite = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu()   # one device sync
+        if not finite.all():
+            name = named[int((~finite).nonzero()[0])][0]
+            raise Divergence(f"non-finite parameter {name} at step {step}")
 
     def evaluate(self, step: int) -> None:
         assert self.algo is not None
         if self.eval_policy == "stochastic":
             # sampled actions from a torch RNG seeded per evaluation; training's RNG state is restored,
             # so evaluating does not change what the algorithm draws next
-            state = torch.get_rng_state()
-            torch.manual_seed(EVAL_SEED_OFFSET + 7919 * self.seed + len(self.eval_rows))
-            try:
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(EVAL_SEED_OFFSET + 7919 * self.seed + len(self.eval_rows))
                 returns = self.evaluator(self.algo.predict_stochastic)
-            finally:
-                torch.set_rng_state(state)
         else:
             returns = self.evaluator(self.algo.predict)
         self.eval_rows.append({"step": int(step), "return_mean": float(returns.mean()),
@@ -231,7 +232,9 @@ class RunContext:
             "identity": self.identity,
             "algo": self.algo.state_dict(),
             "envs": [e.state_dict(include_envs=True) for e in self.envs],
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    **({"torch_cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda"
+                       else {})},
             "rows": self.rows, "eval_rows": self.eval_rows, "columns": self.columns, "next_eval": self.next_eval,
             "wall_s": time.perf_counter() - self.t0,
         }
@@ -254,7 +257,9 @@ class RunContext:
             raise ResumeError(f"cannot read {path} ({e.strerror or e}); it is kept, not proven damaged. Fix the "
                               "cause and start the same command again, or delete it to restart from step 0.") from e
         try:
-            return torch.load(io.BytesIO(data), weights_only=False), None
+            # onto the host: load_state_dict copies into the modules and optimisers wherever they
+            # live, RNG states are host tensors, and a GPU checkpoint opens on a machine without one
+            return torch.load(io.BytesIO(data), weights_only=False, map_location="cpu"), None
         except Exception as e:   # noqa: BLE001 - any unpickling error: intact bytes this code cannot load
             raise ResumeError(f"{path} passes its checksum but does not load ({type(e).__name__}: {e}); it is "
                               "kept. Other code or package versions (torch, numpy) probably wrote it: resume "
@@ -293,6 +298,8 @@ class RunContext:
             random.setstate(state["rng"]["python"])
             np.random.set_state(state["rng"]["numpy"])
             torch.set_rng_state(state["rng"]["torch"])
+            if "torch_cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["torch_cuda"], self.device)
             self.rows, self.eval_rows = state["rows"], state["eval_rows"]
             self.columns, self.next_eval = state["columns"], state["next_eval"]
             self.t0 = time.perf_counter() - state["wall_s"]

@@ -12,10 +12,14 @@ from algorithms.core.nets import ActorCritic
 
 
 class RolloutBuffer:
-    """T steps × N envs of (s, a, log π_old(a|s), V(s), r, terminated, episode end, V(s'))."""
+    """T steps × N envs of (s, a, log π_old(a|s), V(s), r, terminated, episode end, V(s')).
 
-    def __init__(self, T: int, env: VecEnv) -> None:
-        self.T, self.N, self.env = T, env.n, env
+    Storage stays in host memory (the env loop writes NumPy views of it); the policy may live on
+    ``device``: observations go there for its batched forwards, and ``flat`` hands the update its
+    tensors there."""
+
+    def __init__(self, T: int, env: VecEnv, device: torch.device | str = "cpu") -> None:
+        self.T, self.N, self.env, self.device = T, env.n, env, torch.device(device)
         obs_space, act_space = env.single_observation_space, env.single_action_space
         obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
         self.obs = torch.zeros((T, self.N, *obs_space.shape), dtype=obs_dtype)
@@ -42,7 +46,7 @@ class RolloutBuffer:
             # state then fixes the action stream, and a resumed run continues bit for bit
             self._actor.rng = np.random.default_rng(torch_seed_for_numpy())
             return self._actor.sample
-        return lambda o: policy.dist(torch.as_tensor(o)).sample().numpy()
+        return lambda o: policy.dist(torch.as_tensor(o, device=self.device)).sample().cpu().numpy()
 
     @torch.inference_mode()
     def collect(self, policy: ActorCritic) -> None:
@@ -66,16 +70,17 @@ class RolloutBuffer:
             if end.any():
                 for i in np.flatnonzero(trunc & ~term):
                     truncated_at.append((t, int(i), env.final_obs[i].copy()))
-        flat_obs = self.obs.reshape(self.T * self.N, *self.obs.shape[2:])
+        dev = self.device
+        flat_obs = self.obs.reshape(self.T * self.N, *self.obs.shape[2:]).to(dev)
         dist, v = policy(flat_obs)
-        flat_actions = self.actions.reshape(self.T * self.N, *self.actions.shape[2:])
+        flat_actions = self.actions.reshape(self.T * self.N, *self.actions.shape[2:]).to(dev)
         self.logp.copy_(dist.log_prob(flat_actions).reshape(self.T, self.N))
         self.values.copy_(v.reshape(self.T, self.N))
         self.next_values[:-1] = self.values[1:]
-        self.next_values[-1] = policy.value(torch.as_tensor(obs))
+        self.next_values[-1].copy_(policy.value(torch.as_tensor(obs, device=dev)))
         if truncated_at:   # time-limit truncation bootstraps with V(s_T) of the final observation
-            finals = torch.as_tensor(np.stack([o for _, _, o in truncated_at]))
-            v_final = policy.value(finals)
+            finals = torch.as_tensor(np.stack([o for _, _, o in truncated_at]), device=dev)
+            v_final = policy.value(finals).cpu()
             for (t, i, _), v in zip(truncated_at, v_final):
                 self.next_values[t, i] = v
 
@@ -83,7 +88,8 @@ class RolloutBuffer:
         return gae(self.rewards, self.values, self.next_values, self.terminated, self.episode_end, gamma, lam)
 
     def flat(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
-        return [x.reshape(self.T * self.N, *x.shape[2:]) for x in tensors]
+        """(T, N, …) → (T·N, …), on the policy's device."""
+        return [x.reshape(self.T * self.N, *x.shape[2:]).to(self.device) for x in tensors]
 
 
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:

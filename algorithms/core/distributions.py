@@ -78,7 +78,7 @@ class DiagGaussian:
         return self.log_std.exp()
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        eps = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype)
+        eps = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
         return self.mean + self.std * eps
 
     def mode(self) -> torch.Tensor:

@@ -27,7 +27,7 @@ def _linear_layers(module: nn.Module) -> list[tuple[np.ndarray, np.ndarray, str]
     mods = [m for m in module.modules() if not isinstance(m, nn.Sequential)]
     for m in mods:
         if isinstance(m, nn.Linear):
-            layers.append((m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy(), "id"))
+            layers.append((m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy(), "id"))
         elif isinstance(m, nn.Tanh | nn.ReLU):
             if not layers:
                 return None
@@ -53,11 +53,11 @@ class NumpyActor:
     def refresh(self) -> None:
         """Copy the current torch weights (call after every update)."""
         self.layers = _linear_layers(self.policy.pi_trunk) + [
-            (self.policy.pi.linear.weight.detach().numpy().T.copy(),
-             self.policy.pi.linear.bias.detach().numpy().copy(), "id")]
+            (self.policy.pi.linear.weight.detach().cpu().numpy().T.copy(),
+             self.policy.pi.linear.bias.detach().cpu().numpy().copy(), "id")]
         self.discrete = self.policy.pi.discrete
         if not self.discrete:
-            self.std = np.exp(self.policy.pi.log_std.detach().numpy()).astype(np.float32)
+            self.std = np.exp(self.policy.pi.log_std.detach().cpu().numpy()).astype(np.float32)
 
     def statistics(self, obs: np.ndarray) -> np.ndarray:
         x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)

@@ -30,12 +30,12 @@ def gae(
     T = rewards.shape[0]
     not_term = 1.0 - terminated.to(rewards.dtype)
     not_end = 1.0 - episode_end.to(rewards.dtype)
-    delta = (rewards + gamma * not_term * next_values - values).numpy()
-    decay = (gamma * lam * not_end).numpy()
+    delta = (rewards + gamma * not_term * next_values - values).cpu().numpy()
+    decay = (gamma * lam * not_end).cpu().numpy()
     adv = np.zeros_like(delta)   # the backward recursion in NumPy: ~10x less per-step overhead than torch
     last = np.zeros_like(delta[0])
     for t in range(T - 1, -1, -1):
         last = delta[t] + decay[t] * last
         adv[t] = last
-    A = torch.from_numpy(adv)
+    A = torch.from_numpy(adv).to(values.device)
     return A, A + values

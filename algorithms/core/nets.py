@@ -143,12 +143,12 @@ class ActorCritic(nn.Module):
     @torch.inference_mode()
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """The deterministic action (mode of π_θ(·|s)) for a batch of already-normalised observations."""
-        return self.dist(torch.as_tensor(obs)).mode().numpy()
+        return self.dist(torch.as_tensor(obs, device=self.v.weight.device)).mode().cpu().numpy()
 
     @torch.inference_mode()
     def sample(self, obs: np.ndarray) -> np.ndarray:
         """An action drawn from π_θ(·|s) for a batch of already-normalised observations."""
-        return self.dist(torch.as_tensor(obs)).sample().numpy()
+        return self.dist(torch.as_tensor(obs, device=self.v.weight.device)).sample().cpu().numpy()
 
     def actor_parameters(self) -> list[nn.Parameter]:
         """θ: what the natural gradient acts on (trunk + head + log σ)."""

@@ -66,6 +66,16 @@ class Trajectory:
     def T(self) -> int:
         return self.rewards.shape[0]
 
+    def to(self, device: torch.device) -> Trajectory:
+        """The same batch with every tensor on ``device`` (itself when they are there already)."""
+        if self.rewards.device == torch.device(device):
+            return self
+        mv = lambda x: x.to(device, non_blocking=True)  # noqa: E731
+        return Trajectory(obs=mv(self.obs), actions=mv(self.actions), rewards=mv(self.rewards),
+                          terminated=mv(self.terminated), episode_end=mv(self.episode_end),
+                          stats={k: mv(v) for k, v in self.stats.items()}, final_t=mv(self.final_t),
+                          final_b=mv(self.final_b), final_obs=mv(self.final_obs))
+
     @classmethod
     def from_numpy(
         cls,
