@@ -19,7 +19,7 @@ Holm's correction and the tables live in ``analysis/verdicts.py``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,14 @@ from analysis.verdicts import (  # noqa: F401  (re-exported: the verdict values 
     runs_used,
     to_markdown,
 )
+
+
+def _used_and_dropped(metrics: pd.DataFrame, x: str, y: str, envs: Sequence[str]) -> str:
+    """runs_used over the envs the test used; the envs with runs that it did not use (too few runs
+    of one side, say) follow with their own counts, so a failed or missing run stays visible."""
+    used = runs_used(metrics, [x, y], envs)
+    dropped = sorted(set(metrics.loc[metrics["algo"].isin([x, y]), "env"]) - set(envs))
+    return used + (f"; not used: {', '.join(dropped)} ({runs_used(metrics, [x, y], dropped)})" if dropped else "")
 
 
 def _compare_part(
@@ -102,7 +110,7 @@ def _compare_part(
         est.point,
         est.lo,
         est.hi,
-        runs_used(metrics, [x, y], envs),   # the envs the test used, not every env with runs
+        _used_and_dropped(metrics, x, y, envs),
         reason,
         est.p_greater,
         est.p_less,

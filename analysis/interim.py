@@ -4,10 +4,12 @@ of CPU): what its *finished* runs say so far, labelled as such.
     python -m analysis.interim --config experiments/config/replication.yaml
 
 Writes ``{results}/interim/``: ``finals.csv`` / ``finals.md`` (per algorithm × env: runs finished,
-final and max-over-training evaluation return, mean and Student-t 95 % interval, core-hours spent)
-and ``ledger.csv`` / ``ledger.md`` (``analysis.ledger``, ours vs published, on the finished runs
-only). No verdict on a claim is drawn here: the claims' tests were sized for the full matrix,
-and a test on whichever runs happened to finish first is not the declared test. The complete
+final and max-over-training evaluation return, mean and Student-t 95 % interval, core-hours spent),
+``ledger.csv`` / ``ledger.md`` (``analysis.ledger``, ours vs published, on the finished runs
+only) and ``mechanisms.md`` (``analysis.mechanisms``: per env, how active each mechanism an ACER
+ablation removes is in the finished full-ACER runs, against claims.yaml's ``C6.min_active``).
+No verdict on a claim is drawn here: the claims' tests were sized for the full matrix, and a
+test on whichever runs happened to finish first is not the declared test. The complete
 matrix gets the ordinary pipeline (tables, figures, verdicts) from ``snakemake``.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import aggregate, ledger
+from analysis import aggregate, claims, ledger, mechanisms
 
 
 def finished(refs: list[aggregate.RunRef]) -> list[aggregate.RunRef]:
@@ -47,9 +49,12 @@ def finals_table(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def finals_markdown(t: pd.DataFrame, n_done: int, n_all: int) -> str:
+    def num(x: float) -> str:   # returns of MinAtar (≈ 1–50) and MuJoCo (≈ 1 000s) alike
+        return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}"
+
     def cell(r, name):
         m, lo, hi = r[f"{name}_mean"], r[f"{name}_lo"], r[f"{name}_hi"]
-        return "—" if pd.isna(m) else f"{m:.0f}" + (f" [{lo:.0f}, {hi:.0f}]" if pd.notna(lo) else "")
+        return "—" if pd.isna(m) else num(m) + (f" [{num(lo)}, {num(hi)}]" if pd.notna(lo) else "")
     lines = [f"**Interim: {n_done} of {n_all} runs finished.** Evaluation return (deterministic policy), "
              "mean over the finished seeds with a Student-t 95 % interval (none with one run). No claim is "
              "judged on a part of the matrix.", "",
@@ -58,6 +63,17 @@ def finals_markdown(t: pd.DataFrame, n_done: int, n_all: int) -> str:
     for _, r in t.iterrows():
         lines.append(f"| {r.env} | {r.algo} | {r.n_runs} ({r.seeds}) | {cell(r, 'final')} | {cell(r, 'max')} | "
                      f"{r.core_hours:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def mechanisms_markdown(act: pd.DataFrame, min_active: float) -> str:
+    lines = [f"Activity of each mechanism an ACER ablation removes, in the finished full-ACER runs (mean over "
+             f"every update; active at ≥ {min_active:g}, claims.yaml C6.min_active). Interim: finished runs only.", "",
+             "| env | ablation | diagnostic | what | activity | max per update | active |",
+             "|---|---|---|---|---|---|---|"]
+    for r in act.itertuples(index=False):
+        lines.append(f"| {r.env} | {r.ablation} | {r.column} | {r.what} | {r.activity:.4g} | {r.max:.3g} | "
+                     f"{'—' if pd.isna(r.active) else 'yes' if r.active else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(str(out / "finals.md"), finals_markdown(t, len(done), len(refs)))
         lt = ledger.make_ledger(T["curves.parquet"], T["updates.parquet"], T["runs.csv"], str(out / "ledger.csv"),
                                 str(out / "ledger.md"))
+        min_active = float(claims.load_config().get("C6", {}).get("min_active", 0.01))
+        act = mechanisms.activity(pd.read_parquet(T["updates.parquet"]), min_active=min_active)
+        write_text_atomic(str(out / "mechanisms.md"), mechanisms_markdown(act, min_active))
     print(finals_markdown(t, len(done), len(refs)))
     print(f"{int((lt['verdict'] != '—').sum())} published numbers compared: {out / 'ledger.md'}")
     return 0
