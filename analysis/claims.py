@@ -9,6 +9,8 @@ C4  PPO is more sample-efficient than TRPO, and robust to hyper-parameters (comp
 C5  ACER is more sample-efficient than A2C
 C6  ACER ablations: the trust region is essential; truncation with bias correction matters least,
     each judged only where its mechanism acts (mechanisms.py)
+C7  compatible function approximation yields the natural gradient (exact tabular toys and the
+    sampled NAC estimator; claims_toys.py)
 
 Each claim is made of parts; each part is an effect with a confidence interval judged against
 the thresholds of ``experiments/config/claims.yaml`` (see ``judge``). Missing inputs make a
@@ -28,7 +30,7 @@ import pandas as pd
 
 from analysis import mechanisms, stats
 from analysis.aggregate import is_main  # noqa: F401
-from analysis.claims_toys import claim_c1, claim_c2  # noqa: F401  (re-exported)
+from analysis.claims_toys import claim_c1, claim_c2, claim_c7  # noqa: F401  (re-exported)
 from analysis.comparisons import Comparison, comparisons
 from analysis.config import CLAIMS_YAML, deep_merge, load_config  # noqa: F401  (re-exported)
 from analysis.verdicts import (  # noqa: F401  (re-exported: the verdict values and tables)
@@ -313,11 +315,13 @@ def evaluate(
     sweep_metrics: pd.DataFrame | None = None,
     calibration: pd.DataFrame | None = None,
     monotonic: pd.DataFrame | None = None,
+    compat: pd.DataFrame | None = None,
 ) -> list[Claim]:
-    """Every claim: C1, C2 on the toys, C3–C6 by ``judge_claim``; then Holm within each claim and each
-    part's calibration."""
+    """Every claim: C1, C2 and C7 on the toys, C3–C6 by ``judge_claim``; then Holm within each claim
+    and each part's calibration."""
     out = [claim_c1(gauss, cfg), claim_c2(npg, cfg)] + [
-        judge_claim(c, metrics, cfg, updates, monotonic, sweep_metrics) for c in ("C3", "C4", "C5", "C6")]
+        judge_claim(c, metrics, cfg, updates, monotonic, sweep_metrics) for c in ("C3", "C4", "C5", "C6")
+    ] + [claim_c7(compat, cfg)]
     alpha = (1 - stats.PermutationCfg.from_cfg(cfg).confidence) / 2
     for c in out:
         apply_holm(c, alpha)

@@ -1,6 +1,8 @@
-"""Claims C1 and C2 on the seed text's deterministic toys (experiments/toys): natural gradient
-descent against gradient descent on the Gaussian manifold, NPG against vanilla PG on Kakade's
-problems. Judged on their values (no sampling error)."""
+"""Claims C1, C2 and C7 on the seed text's toys (experiments/toys): natural gradient descent
+against gradient descent on the Gaussian manifold, NPG against vanilla PG on Kakade's problems
+(judged on their values: no sampling error), and compatible function approximation against the
+exact natural gradient (exact part judged on its value; the sampled estimator's convergence rate
+with a bootstrap interval over seeds)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +12,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.verdicts import INCONCLUSIVE, SUPPORTED, Claim, Part, _fmt, _truthy, combine, judge, missing_part
+from analysis.verdicts import (
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Claim,
+    Part,
+    _fmt,
+    _truthy,
+    combine,
+    judge,
+    missing_part,
+)
 
 
 def _speedup(slow: float, fast: float) -> float:
@@ -153,3 +166,55 @@ def _iters(n: float, budget: float) -> str:
     return _fmt(n) if np.isfinite(n) else (f"> {budget:.0f} (did not reach)" if np.isfinite(budget) else "never")
 
 
+
+
+def convergence_rate(sampled: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """−slope of log(median Fisher-norm error) on log N, pooled over policies and seeds, with a
+    percentile-bootstrap 95 % interval resampling seeds (the same seeds for every N and policy, so
+    that one draw is one set of independent repetitions of the experiment)."""
+    t = sampled.pivot_table(index="seed", columns=["n_samples", "problem", "theta"], values="f_rel_err")
+    ns = np.array(sorted(set(t.columns.get_level_values(0))), dtype=float)
+    x = np.stack([t[n].to_numpy() for n in ns], 1)          # seeds × N × policies
+
+    def rate(rows: np.ndarray) -> float:
+        med = np.median(x[rows].transpose(1, 0, 2).reshape(len(ns), -1), axis=1)
+        return float(-np.polyfit(np.log(ns), np.log(np.maximum(med, 1e-12)), 1)[0])
+
+    rng = np.random.default_rng(seed)
+    k = len(x)
+    boots = [rate(rng.integers(0, k, k)) for _ in range(n_boot)]
+    return rate(np.arange(k)), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def claim_c7(compat: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+    """Compatible function approximation yields the natural gradient (experiments/toys/compatible.py).
+    ``exact``: the d π-weighted least-squares fit of Q on ψ = ∇ log π equals (1 − γ) F⁺g to rounding
+    (max relative error ≤ ``C7.exact_tol``); ``sampled``: the Monte-Carlo estimator NAC uses converges to
+    it: the Fisher-norm error's median falls with N at rate r (error ∝ N^(−r); Monte Carlo gives ½),
+    supported if r's interval lies above ``C7.rate_support_above``, not supported below
+    ``C7.rate_refute_below``."""
+    c = cfg.get("C7", {})
+    tol, sup, ref = c.get("exact_tol", 1e-8), c.get("rate_support_above", 0.25), c.get("rate_refute_below", 0.1)
+    m_exact = "max relative error ‖w* − (1 − γ)F⁺g‖ / ‖(1 − γ)F⁺g‖ over problems and policies"
+    m_rate = "r in median Fisher-norm error ∝ N^(−r) (Monte Carlo: ½)"
+    t_exact = "deterministic toy (exact d, π, Q, F); each policy judged"
+    t_rate = "log-log fit of the median error over N; 95 % percentile bootstrap over seeds"
+    missing = "no toy results (results/toys/compatible.csv; config `toys: false`?)"
+    if compat is None or compat.empty:
+        return Claim("C7", [missing_part("exact", m_exact, t_exact, missing), missing_part("sampled", m_rate, t_rate,
+                                                                                          missing)])
+    ex, sm = compat[compat["kind"] == "exact"], compat[compat["kind"] == "sampled"]
+    err = float(ex["rel_err"].max()) if len(ex) else float("nan")
+    v = INCONCLUSIVE if np.isnan(err) else SUPPORTED if err <= tol else NOT_SUPPORTED
+    exact = Part("exact", v, m_exact, t_exact, err, err, err,
+                 f"{len(ex)} policies on {ex['problem'].nunique()} problems",
+                 "" if v == SUPPORTED else f"relative error {_fmt(err)} > {tol:g}")
+    if sm.empty:
+        return Claim("C7", [exact, missing_part("sampled", m_rate, t_rate, "no sampled rows")])
+    r, lo, hi = convergence_rate(sm)
+    v = judge(lo, hi, sup, ref)
+    meds = sm.groupby("n_samples")["f_rel_err"].median()
+    used = (f"{sm['seed'].nunique()} seeds × {len(sm.groupby(['problem', 'theta']))} policies; median error "
+            + ", ".join(f"N={n}: {_fmt(e)}" for n, e in meds.items()))
+    why = "" if v == SUPPORTED else f"rate {_fmt(r)} [{_fmt(lo)}, {_fmt(hi)}] (support above {sup}, refute below {ref})"
+    return Claim("C7", [exact, Part("sampled", v, m_rate, t_rate, r, lo, hi, used, why)])

@@ -264,3 +264,28 @@ def _toy_npg(curve: pd.DataFrame, summary: pd.DataFrame | None, path: str | Path
     ax.set_title("Natural vs vanilla policy gradient (claim C2)")
     fig.tight_layout()
     _save(fig, path)
+
+
+def toy_compatible(rows: pd.DataFrame | None, path: str | Path) -> None:
+    if rows is None or rows.empty:
+        return placeholder(path, "compatible function approximation", "toy results absent")
+    _toy_compatible(rows, path)
+
+
+@_figure
+def _toy_compatible(rows: pd.DataFrame, path: str | Path) -> None:
+    s = rows[rows["kind"] == "sampled"].copy()
+    s["policy"] = s["problem"] + " " + s["theta"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sns.lineplot(s, x="n_samples", y="f_rel_err", hue="policy", estimator="median", errorbar=("pi", 50), ax=ax,
+                 marker="o")
+    n = np.array(sorted(s["n_samples"].unique()), dtype=float)
+    med0 = float(s[s["n_samples"] == n[0]]["f_rel_err"].median())
+    ax.plot(n, med0 * (n / n[0]) ** -0.5, "k--", lw=1, label="∝ N^(−½) (Monte Carlo)")
+    ex = rows[rows["kind"] == "exact"]["rel_err"]
+    ax.set(xscale="log", yscale="log", xlabel="sampled (s, a) pairs N",
+           ylabel="‖w − (1 − γ)F⁺g‖_F / ‖(1 − γ)F⁺g‖_F",
+           title=f"Compatible features give F⁻¹∇J (claim C7); exact fit: error ≤ {ex.max():.1e}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

@@ -122,6 +122,8 @@ def make_toy_figures(toys: Mapping[str, str], out: Mapping[str, str]) -> None:
 
     figures.toy_gaussian(_read(toys.get("gaussian_trajectories")), out["gaussian"])
     figures.toy_npg(_read(toys.get("npg_curve")), _read(toys.get("npg_summary")), out["npg"])
+    if out.get("compatible"):
+        figures.toy_compatible(_read(toys.get("compatible")), out["compatible"])
 
 
 def make_sweep_table(
@@ -159,7 +161,7 @@ def make_claims(
     sm = _metrics(sweeps_csv) if sweeps_csv and Path(sweeps_csv).exists() else None
     cal = _read(calibration_csv)
     cl = claims.evaluate(m, u, cfg, _read(toys.get("gaussian_summary")), _read(toys.get("npg_summary")), sm, cal,
-                         mono)
+                         mono, _read(toys.get("compatible")))
     table = claims.claims_table(cl)
     prov = claims.provenance(_read(Path(metrics_csv).with_name("runs.csv")))
     table = table.assign(**prov)

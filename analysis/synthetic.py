@@ -141,7 +141,7 @@ def write_tree(
     return specs
 
 
-def write_toys(root: str | Path, ngd_faster: bool = True, npg_faster: bool = True) -> Path:
+def write_toys(root: str | Path, ngd_faster: bool = True, npg_faster: bool = True, nac_rate: float = 0.5) -> Path:
     """Toy outputs in the toys rules' format (results/toys/*.csv)."""
     d = Path(root) / "toys"
     d.mkdir(parents=True, exist_ok=True)
@@ -185,4 +185,12 @@ def write_toys(root: str | Path, ngd_faster: bool = True, npg_faster: bool = Tru
         )
     pd.DataFrame(crow).to_csv(d / "npg_vs_pg.csv", index=False)
     pd.DataFrame(csum).to_csv(d / "npg_vs_pg_summary.csv", index=False)
+    # compatible features (C7): exact fits at rounding error, sampled errors ∝ N^(−nac_rate) × noise
+    rng = np.random.default_rng(0)
+    comp = [{"problem": "p", "theta": t, "kind": "exact", "n_samples": 0, "seed": -1, "f_rel_err": 1e-15,
+             "rel_err": 1e-15, "cosine": 1.0} for t in ("a", "b")]
+    comp += [{"problem": "p", "theta": t, "kind": "sampled", "n_samples": n, "seed": s,
+              "f_rel_err": float(3 * n ** -nac_rate * np.exp(0.2 * rng.standard_normal())), "rel_err": np.nan,
+              "cosine": np.nan} for t in ("a", "b") for n in (100, 1000, 10000) for s in range(10)]
+    pd.DataFrame(comp).to_csv(d / "compatible.csv", index=False)
     return d

@@ -1,6 +1,6 @@
 """The verdict machinery every claim shares: verdict values, a claim's parts, combining parts,
 Holm's correction across a claim's parts, attaching each design's calibration, and the tables.
-The claims themselves are in ``analysis/claims.py`` (C3–C6) and ``analysis/claims_toys.py`` (C1, C2).
+The claims themselves are in ``analysis/claims.py`` (C3–C6) and ``analysis/claims_toys.py`` (C1, C2, C7).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ STATEMENTS = {
     "C4": "PPO is more sample-efficient than TRPO, and robust to hyper-parameters",
     "C5": "ACER is more sample-efficient than A2C",
     "C6": "ACER ablations: the trust region is essential; truncation with bias correction matters least",
+    "C7": "Compatible function approximation yields the natural gradient (the basis of NAC)",
 }
 
 

@@ -5,6 +5,7 @@ import csv
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from experiments.toys import gaussian_manifold as gm
@@ -173,3 +174,65 @@ def test_npg_vs_pg_csvs(tmp_path):
     cols, rows = read_csv(tmp_path / "npg_vs_pg_summary.csv")
     assert cols == npg.SUMMARY_COLUMNS and len(rows) == 8
     assert all(r["iterations_to_target"] == "" or int(r["iterations_to_target"]) <= 30 for r in rows)
+
+
+# --- claim C7: compatible function approximation ----------------------------------------
+
+
+def _finite_difference_gradient(theta, mdp, gamma, h=1e-6):
+    from experiments.toys.npg_vs_pg import values
+
+    g = np.zeros(theta.size)
+    for i in range(theta.size):
+        e = np.zeros(theta.size)
+        e[i] = h
+        g[i] = (values(theta + e.reshape(theta.shape), mdp, gamma)["J"]
+                - values(theta - e.reshape(theta.shape), mdp, gamma)["J"]) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("which", ["two-state", "chain-4", "random"])
+def test_compatible_fit_is_the_natural_gradient(which):
+    """w* of the d·π-weighted least squares of Q on ψ = ∇ log π equals (1 − γ) F⁺∇J, with ∇J by
+    central finite differences of the exact J (not the code's policy-gradient formula) and F⁺ the
+    pseudo-inverse of the explicitly summed Fisher."""
+    from experiments.toys import compatible as C
+    from experiments.toys.npg_vs_pg import evaluate
+
+    name, mdp, theta = {n: (n, m, t) for n, m, t in C.problems()}.get(which, C.problems()[0])
+    if which == "random":
+        theta = np.random.default_rng(3).standard_normal(theta.shape)
+    ev = evaluate(theta, mdp, C.GAMMA)
+    g_fd = _finite_difference_gradient(theta, mdp, C.GAMMA)
+    np.testing.assert_allclose(ev["g"], g_fd, rtol=1e-5, atol=1e-9)
+    want = (1 - C.GAMMA) * np.linalg.pinv(ev["F"], rcond=1e-10) @ g_fd
+    np.testing.assert_allclose(C.exact_fit(ev), want, rtol=1e-4, atol=1e-8)
+
+
+def test_sampled_compatible_fit_converges_in_the_fisher_norm():
+    from experiments.toys import compatible as C
+    from experiments.toys.npg_vs_pg import evaluate
+
+    _, mdp, theta = C.problems()[0]
+    ev = evaluate(theta, mdp, C.GAMMA)
+    u = C.natural_gradient(ev, C.GAMMA)
+    err = {n: np.median([C.errors(C.sampled_fit(ev, mdp, C.GAMMA, n, np.random.default_rng(s)), u, ev["F"])
+                         ["f_rel_err"] for s in range(5)]) for n in (200, 20_000)}
+    assert err[20_000] < 0.5 * err[200] and err[20_000] < 0.1, err
+
+
+@pytest.mark.parametrize("rate, exact_err, want", [(0.5, 1e-15, ("supported", "supported")),
+                                                   (0.0, 1e-15, ("supported", "not supported")),
+                                                   (0.5, 1e-3, ("not supported", "supported"))])
+def test_claim_c7_judges_the_exact_identity_and_the_convergence_rate(tmp_path, rate, exact_err, want):
+    from analysis import synthetic
+    from analysis.claims_toys import claim_c7
+    from analysis.config import load_config
+
+    d = synthetic.write_toys(tmp_path, nac_rate=rate)
+    t = pd.read_csv(d / "compatible.csv")
+    t.loc[t["kind"] == "exact", "rel_err"] = exact_err
+    c = claim_c7(t, load_config())
+    assert tuple(p.verdict for p in c.parts) == want, [(p.name, p.verdict, p.effect, p.reason) for p in c.parts]
+    if rate == 0.5:
+        assert c.parts[1].ci_low < 0.5 < c.parts[1].ci_high

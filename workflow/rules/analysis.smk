@@ -151,12 +151,14 @@ rule analysis_figures:
 if TOYS_ON:
 
     rule analysis_toy_figures:
-        """NGD vs GD on the Gaussian manifold; NPG vs PG on the chain MDP."""
+        """NGD vs GD on the Gaussian manifold; NPG vs PG on the chain MDP; compatible features (C7)."""
         input:
             **TOY_INPUTS,
         output:
             gaussian=report(f"{_F}/{_TOY_FIGURES['gaussian']}", caption=_cap("toy_gaussian"), category=_CAT_TOYS),
             npg=report(f"{_F}/{_TOY_FIGURES['npg']}", caption=_cap("toy_npg"), category=_CAT_TOYS),
+            compatible=report(f"{_F}/{_TOY_FIGURES['compatible']}", caption=_cap("toy_compatible"),
+                              category=_CAT_TOYS),
         log:
             f"{RESULTS}/logs/analysis/analysis_toy_figures.log",
         localrule: True

@@ -1,4 +1,4 @@
-# The seed's two deterministic toy experiments (numpy only, seconds each; no gym).
+# The seed's toy experiments (numpy only, seconds each; no gym).
 # Included by the Snakefile, which defines RESULTS and PYTHON (workflow/rules/common.smk).
 from pathlib import Path
 
@@ -7,6 +7,7 @@ TOY_TARGETS = [
     f"{RESULTS}/toys/gaussian_summary.csv",
     f"{RESULTS}/toys/npg_vs_pg.csv",
     f"{RESULTS}/toys/npg_vs_pg_summary.csv",
+    f"{RESULTS}/toys/compatible.csv",
 ]
 
 
@@ -38,3 +39,17 @@ rule toy_npg_vs_pg:
     localrule: True
     shell:
         "{params.python} -m experiments.toys.npg_vs_pg --out {params.outdir} > {log} 2>&1"
+
+
+rule toy_compatible:
+    """§4.5.1: compatible function approximation (NAC) yields the natural gradient, claim C7."""
+    output:
+        f"{RESULTS}/toys/compatible.csv",
+    params:
+        outdir=lambda wc, output: str(Path(output[0]).parent),
+        python=PYTHON,
+    log:
+        f"{RESULTS}/logs/toys/compatible.log",
+    localrule: True
+    shell:
+        "{params.python} -m experiments.toys.compatible --out {params.outdir} > {log} 2>&1"
