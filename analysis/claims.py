@@ -11,6 +11,8 @@ C6  ACER ablations: the trust region is essential; truncation with bias correcti
     each judged only where its mechanism acts (mechanisms.py)
 C7  compatible function approximation yields the natural gradient (exact tabular toys and the
     sampled NAC estimator; claims_toys.py)
+C8  K-FAC and CG approximate the natural gradient at a fraction of the cost of inverting F (small
+    softmax MLPs with the exact Fisher; claims_toys.py)
 
 Each claim is made of parts; each part is an effect with a confidence interval judged against
 the thresholds of ``experiments/config/claims.yaml`` (see ``judge``). Missing inputs make a
@@ -30,7 +32,7 @@ import pandas as pd
 
 from analysis import mechanisms, stats
 from analysis.aggregate import is_main  # noqa: F401
-from analysis.claims_toys import claim_c1, claim_c2, claim_c7  # noqa: F401  (re-exported)
+from analysis.claims_toys import claim_c1, claim_c2, claim_c7, claim_c8  # noqa: F401  (re-exported)
 from analysis.comparisons import Comparison, comparisons
 from analysis.config import CLAIMS_YAML, deep_merge, load_config  # noqa: F401  (re-exported)
 from analysis.verdicts import (  # noqa: F401  (re-exported: the verdict values and tables)
@@ -316,12 +318,13 @@ def evaluate(
     calibration: pd.DataFrame | None = None,
     monotonic: pd.DataFrame | None = None,
     compat: pd.DataFrame | None = None,
+    ng_approx: pd.DataFrame | None = None,
 ) -> list[Claim]:
-    """Every claim: C1, C2 and C7 on the toys, C3–C6 by ``judge_claim``; then Holm within each claim
+    """Every claim: C1, C2, C7 and C8 on the toys, C3–C6 by ``judge_claim``; then Holm within each claim
     and each part's calibration."""
     out = [claim_c1(gauss, cfg), claim_c2(npg, cfg)] + [
         judge_claim(c, metrics, cfg, updates, monotonic, sweep_metrics) for c in ("C3", "C4", "C5", "C6")
-    ] + [claim_c7(compat, cfg)]
+    ] + [claim_c7(compat, cfg), claim_c8(ng_approx, cfg)]
     alpha = (1 - stats.PermutationCfg.from_cfg(cfg).confidence) / 2
     for c in out:
         apply_holm(c, alpha)

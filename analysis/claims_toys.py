@@ -218,3 +218,45 @@ def claim_c7(compat: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
             + ", ".join(f"N={n}: {_fmt(e)}" for n, e in meds.items()))
     why = "" if v == SUPPORTED else f"rate {_fmt(r)} [{_fmt(lo)}, {_fmt(hi)}] (support above {sup}, refute below {ref})"
     return Claim("C7", [exact, Part("sampled", v, m_rate, t_rate, r, lo, hi, used, why)])
+
+
+def claim_c8(approx: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
+    """CG and K-FAC approximate the natural gradient at a fraction of the cost of inverting F
+    (experiments/toys/ng_approx.py). One part per method × damping λ: the worst cosine with the exact
+    (F + λI)⁻¹g over widths and seeds, supported above ``C8.cosine_support_above``, not supported below
+    ``C8.cosine_refute_below``; and a cost part: the largest FLOP ratio (approximation / forming and
+    solving F) at the largest network, supported below ``C8.cost_support_below``, not supported above
+    ``C8.cost_refute_above``. Deterministic given the seeds: judged on values, the spread is over seeds."""
+    c = cfg.get("C8", {})
+    sup, ref = c.get("cosine_support_above", 0.9), c.get("cosine_refute_below", 0.5)
+    csup, cref = c.get("cost_support_below", 0.1), c.get("cost_refute_above", 0.5)
+    metric = "cosine with (F + λI)⁻¹g (worst over widths × seeds)"
+    test = "exact Fisher formed on small softmax MLPs; each method and λ judged on its worst case"
+    if approx is None or approx.empty:
+        return Claim("C8", [missing_part("approximation", metric, test,
+                                         "no toy results (results/toys/ng_approx.csv; config `toys: false`?)")])
+    parts = []
+    names = {"cg": "CG (10 steps)", "kfac": "K-FAC"}
+    for lam, g in approx.groupby("damping", sort=True):
+        base = g[g["method"] == "gradient"]["cosine"]
+        for m in ("cg", "kfac"):
+            x = g[g["method"] == m]
+            if x.empty:
+                parts.append(missing_part(f"{names[m]}, λ {lam:g}", metric, test, f"no {m} rows"))
+                continue
+            worst, best = float(x["cosine"].min()), float(x["cosine"].max())
+            v = judge(worst, worst, sup, ref)
+            used = (f"{x['seed'].nunique()} seeds × widths {', '.join(str(w) for w in sorted(x['width'].unique()))}; "
+                    f"cosine {_fmt(worst)}–{_fmt(best)}; the plain gradient's {_fmt(base.min())}–{_fmt(base.max())}")
+            why = "" if v == SUPPORTED else f"worst cosine {_fmt(worst)} (support above {sup}, refute below {ref})"
+            parts.append(Part(f"{names[m]}, λ {lam:g}", v, metric, test, worst, worst, best, used, why))
+    top = approx[(approx["width"] == approx["width"].max()) & approx["method"].isin(["cg", "kfac"])]
+    ratio = float((top["flops"] / top["flops_exact"]).max())
+    v = SUPPORTED if ratio < csup else NOT_SUPPORTED if ratio > cref else INCONCLUSIVE
+    parts.append(Part("cost", v, "FLOPs of the approximation / of forming and solving F (largest network)",
+                      "operation counts (not seconds)", ratio, ratio, ratio,
+                      f"P = {int(top['n_params'].max())} parameters; "
+                      + "; ".join(f"{names[m]} {_fmt(float((t['flops'] / t['flops_exact']).max()))}"
+                                  for m, t in top.groupby("method")),
+                      "" if v == SUPPORTED else f"ratio {_fmt(ratio)} (support below {csup}, refute above {cref})"))
+    return Claim("C8", parts)

@@ -21,13 +21,14 @@ FIGURES = {
     "profiles": "rliable_profiles_iqm.png",
 }
 TOY_FIGURES = {"gaussian": "toy_gaussian_ngd_vs_gd.png", "npg": "toy_npg_vs_pg.png",
-               "compatible": "toy_compatible_nac.png"}
+               "compatible": "toy_compatible_nac.png", "ng_approx": "toy_ng_approx_cg_kfac.png"}
 TOY_FILES = {
     "gaussian_trajectories": "gaussian_trajectories.csv",
     "gaussian_summary": "gaussian_summary.csv",
     "npg_curve": "npg_vs_pg.csv",
     "npg_summary": "npg_vs_pg_summary.csv",
     "compatible": "compatible.csv",
+    "ng_approx": "ng_approx.csv",
 }
 HTML_TABLES = ("claims", "runs", "stats", "poi")
 

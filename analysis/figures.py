@@ -289,3 +289,35 @@ def _toy_compatible(rows: pd.DataFrame, path: str | Path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def toy_ng_approx(rows: pd.DataFrame | None, path: str | Path) -> None:
+    if rows is None or rows.empty:
+        return placeholder(path, "CG and K-FAC vs the natural gradient", "toy results absent")
+    _toy_ng_approx(rows, path)
+
+
+@_figure
+def _toy_ng_approx(rows: pd.DataFrame, path: str | Path) -> None:
+    r = rows[rows["method"] != "exact"].copy()
+    r["λ"] = r["damping"].map(lambda x: f"λ = {x:g}")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    sns.stripplot(r, x="width", y="cosine", hue="method", dodge=True, ax=axes[0], size=4,
+                  palette={"gradient": "0.6", "cg": "C0", "kfac": "C3"})
+    for lam, ls in zip(sorted(r["damping"].unique()), ("-", ":")):
+        g = r[r["damping"] == lam].groupby(["width", "method"])["cosine"].median().unstack()
+        for m, c in (("cg", "C0"), ("kfac", "C3"), ("gradient", "0.6")):
+            if m in g:
+                axes[0].plot(range(len(g)), g[m].to_numpy(), ls=ls, c=c, lw=1)
+    axes[0].set(ylim=(0, 1.02), xlabel="hidden width", ylabel="cosine with (F + λI)⁻¹g",
+                title="solid: λ = 10⁻³, dotted: λ = 0.1 (medians)")
+    c = r[r["method"] != "gradient"].groupby(["n_params", "method"]).apply(
+        lambda t: float((t["flops"] / t["flops_exact"]).max()), include_groups=False).unstack()
+    for m, col in (("cg", "C0"), ("kfac", "C3")):
+        axes[1].plot(c.index, c[m], "o-", c=col, label=m)
+    axes[1].set(xscale="log", yscale="log", xlabel="parameters P", ylabel="FLOPs / FLOPs of forming + solving F",
+                title="cost")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("How well CG and K-FAC approximate the natural gradient (claim C8)")
+    fig.tight_layout()
+    _save(fig, path)

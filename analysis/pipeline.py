@@ -124,6 +124,8 @@ def make_toy_figures(toys: Mapping[str, str], out: Mapping[str, str]) -> None:
     figures.toy_npg(_read(toys.get("npg_curve")), _read(toys.get("npg_summary")), out["npg"])
     if out.get("compatible"):
         figures.toy_compatible(_read(toys.get("compatible")), out["compatible"])
+    if out.get("ng_approx"):
+        figures.toy_ng_approx(_read(toys.get("ng_approx")), out["ng_approx"])
 
 
 def make_sweep_table(
@@ -161,7 +163,7 @@ def make_claims(
     sm = _metrics(sweeps_csv) if sweeps_csv and Path(sweeps_csv).exists() else None
     cal = _read(calibration_csv)
     cl = claims.evaluate(m, u, cfg, _read(toys.get("gaussian_summary")), _read(toys.get("npg_summary")), sm, cal,
-                         mono, _read(toys.get("compatible")))
+                         mono, _read(toys.get("compatible")), _read(toys.get("ng_approx")))
     table = claims.claims_table(cl)
     prov = claims.provenance(_read(Path(metrics_csv).with_name("runs.csv")))
     table = table.assign(**prov)

@@ -141,7 +141,8 @@ def write_tree(
     return specs
 
 
-def write_toys(root: str | Path, ngd_faster: bool = True, npg_faster: bool = True, nac_rate: float = 0.5) -> Path:
+def write_toys(root: str | Path, ngd_faster: bool = True, npg_faster: bool = True, nac_rate: float = 0.5,
+               ng_cosine: float = 0.97) -> Path:
     """Toy outputs in the toys rules' format (results/toys/*.csv)."""
     d = Path(root) / "toys"
     d.mkdir(parents=True, exist_ok=True)
@@ -193,4 +194,11 @@ def write_toys(root: str | Path, ngd_faster: bool = True, npg_faster: bool = Tru
               "f_rel_err": float(3 * n ** -nac_rate * np.exp(0.2 * rng.standard_normal())), "rel_err": np.nan,
               "cosine": np.nan} for t in ("a", "b") for n in (100, 1000, 10000) for s in range(10)]
     pd.DataFrame(comp).to_csv(d / "compatible.csv", index=False)
+    # CG / K-FAC vs the exact natural gradient (C8): cosines near 1, costs a small fraction
+    ng = [{"width": w, "n_params": 100 * w, "seed": s, "damping": lam, "method": m, "cosine": cos,
+           "rel_err": 1 - cos, "flops": fl * 1e9, "flops_exact": 1e9, "seconds": 0.0}
+          for w in (16, 32) for s in range(3) for lam in (1e-3, 0.1)
+          for m, cos, fl in (("gradient", 0.3, 0.0), ("cg", ng_cosine, 0.01), ("kfac", ng_cosine, 0.001),
+                             ("exact", 1.0, 1.0))]
+    pd.DataFrame(ng).to_csv(d / "ng_approx.csv", index=False)
     return d

@@ -1,6 +1,6 @@
 """The verdict machinery every claim shares: verdict values, a claim's parts, combining parts,
 Holm's correction across a claim's parts, attaching each design's calibration, and the tables.
-The claims themselves are in ``analysis/claims.py`` (C3–C6) and ``analysis/claims_toys.py`` (C1, C2, C7).
+The claims themselves are in ``analysis/claims.py`` (C3–C6) and ``analysis/claims_toys.py`` (C1, C2, C7, C8).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ STATEMENTS = {
     "C5": "ACER is more sample-efficient than A2C",
     "C6": "ACER ablations: the trust region is essential; truncation with bias correction matters least",
     "C7": "Compatible function approximation yields the natural gradient (the basis of NAC)",
+    "C8": "K-FAC and conjugate gradient approximate the natural gradient at a fraction of the cost of inverting F",
 }
 
 

@@ -168,8 +168,8 @@ def build(
 
 def test_synthetic_claims_supported(tmp_path):
     root, t = build(tmp_path)
-    assert list(t.index) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
-    for c in ("C1", "C2", "C3", "C5", "C6", "C7"):
+    assert list(t.index) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
+    for c in ("C1", "C2", "C3", "C5", "C6", "C7", "C8"):
         assert t.loc[c, "verdict"] == SUPPORTED, (c, t.loc[c].to_dict())
     # C4: sample efficiency holds, robustness needs a sweep → inconclusive with the reason
     assert t.loc["C4", "verdict"] == INCONCLUSIVE

@@ -139,7 +139,7 @@ def test_report_lists_every_figure_and_table(built):
     runs = pd.read_csv(repo / "results" / "tables" / "runs.csv")
     assert len(runs) == 3 * len(algos) and (runs["status"] == "failed").sum() == 1
     claims = pd.read_csv(repo / "results" / "tables" / "claims.csv")
-    assert list(claims["claim"]) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
+    assert list(claims["claim"]) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
     assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
     runs_page = base64.b64decode(results["results/tables/runs.html"]["data_uri"].split(",", 1)[1]).decode()
     assert "1 failed" in runs_page

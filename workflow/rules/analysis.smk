@@ -151,7 +151,7 @@ rule analysis_figures:
 if TOYS_ON:
 
     rule analysis_toy_figures:
-        """NGD vs GD on the Gaussian manifold; NPG vs PG on the chain MDP; compatible features (C7)."""
+        """NGD vs GD on the Gaussian manifold; NPG vs PG on the chain MDP; compatible features (C7); CG and K-FAC (C8)."""
         input:
             **TOY_INPUTS,
         output:
@@ -159,6 +159,8 @@ if TOYS_ON:
             npg=report(f"{_F}/{_TOY_FIGURES['npg']}", caption=_cap("toy_npg"), category=_CAT_TOYS),
             compatible=report(f"{_F}/{_TOY_FIGURES['compatible']}", caption=_cap("toy_compatible"),
                               category=_CAT_TOYS),
+            ng_approx=report(f"{_F}/{_TOY_FIGURES['ng_approx']}", caption=_cap("toy_ng_approx"),
+                             category=_CAT_TOYS),
         log:
             f"{RESULTS}/logs/analysis/analysis_toy_figures.log",
         localrule: True

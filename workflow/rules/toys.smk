@@ -8,6 +8,7 @@ TOY_TARGETS = [
     f"{RESULTS}/toys/npg_vs_pg.csv",
     f"{RESULTS}/toys/npg_vs_pg_summary.csv",
     f"{RESULTS}/toys/compatible.csv",
+    f"{RESULTS}/toys/ng_approx.csv",
 ]
 
 
@@ -53,3 +54,17 @@ rule toy_compatible:
     localrule: True
     shell:
         "{params.python} -m experiments.toys.compatible --out {params.outdir} > {log} 2>&1"
+
+
+rule toy_ng_approx:
+    """§4.5.2: CG and K-FAC against the exact natural gradient on small softmax MLPs, claim C8."""
+    output:
+        f"{RESULTS}/toys/ng_approx.csv",
+    params:
+        outdir=lambda wc, output: str(Path(output[0]).parent),
+        python=PYTHON,
+    log:
+        f"{RESULTS}/logs/toys/ng_approx.log",
+    localrule: True
+    shell:
+        "OMP_NUM_THREADS=1 {params.python} -m experiments.toys.ng_approx --out {params.outdir} > {log} 2>&1"

@@ -1,0 +1,101 @@
+"""K-FAC (algorithms/core/kfac.py) and claim C8's toy (experiments/toys/ng_approx.py) against the
+exact Fisher, formed explicitly."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from algorithms.core.fisher import cg, flat_grad, kl_hessian_fvp
+from algorithms.core.kfac import KFACFisher
+from experiments.toys import ng_approx as T
+
+
+def _factors_exact_over_actions(net, obs, n_act):
+    kf = KFACFisher(net)
+    rep = obs.repeat_interleave(n_act, 0)
+    acts = torch.arange(n_act).repeat(len(obs))
+
+    def weighted():
+        logp = torch.log_softmax(net(rep), -1).gather(1, acts[:, None])[:, 0]
+        return ((n_act * logp.detach().exp()).sqrt() * logp).sum()
+    kf.record(weighted)
+    return kf
+
+
+def test_kronecker_factors_are_the_exact_fisher_of_one_layer_at_one_state():
+    """One linear layer, one state: F_W = E_a[(ā āᵀ) ⊗ (g gᵀ)] = ā āᵀ ⊗ E_a[g gᵀ] = A ⊗ G exactly, so
+    kron(G, A) must equal the explicitly formed Fisher (parameters reordered to [W | b] row-major)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(T.OBS, T.N_ACT))
+    obs = torch.randn(1, T.OBS)
+    F = T.exact_fisher(net, obs)
+    kf = _factors_exact_over_actions(net, obs, T.N_ACT)
+    m = kf.layers[0]
+    out, inp = m.out_features, m.in_features
+    order = [o * inp + i if i < inp else out * inp + o for o in range(out) for i in range(inp + 1)]
+    F_wb = F[np.ix_(order, order)]
+    np.testing.assert_allclose(torch.kron(kf.G[m], kf.A[m]).double().numpy(), F_wb.numpy(), rtol=1e-4, atol=1e-7)
+    kf.remove()
+
+
+def test_natural_gradient_is_the_damped_kronecker_inverse():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(T.OBS, 6), nn.Tanh(), nn.Linear(6, T.N_ACT))
+    obs = torch.randn(20, T.OBS)
+    kf = _factors_exact_over_actions(net, obs, T.N_ACT)
+    lam = 0.05
+    kf.damping = lam
+    grads = {m: (torch.randn_like(m.weight), torch.randn_like(m.bias)) for m in kf.layers}
+    nat = kf.natural_gradient(grads)
+    for m in kf.layers:
+        gw, gb = grads[m]
+        vec = torch.cat([gw, gb[:, None]], 1).reshape(-1).double()
+        d = lam ** 0.5
+        K = torch.kron(kf.G[m].double() + d * torch.eye(m.out_features, dtype=torch.float64),
+                       kf.A[m].double() + d * torch.eye(m.in_features + 1, dtype=torch.float64))
+        want = torch.linalg.solve(K, vec).reshape(m.out_features, m.in_features + 1)
+        np.testing.assert_allclose(nat[m][0].double().numpy(), want[:, :-1].numpy(), rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(nat[m][1].double().numpy(), want[:, -1].numpy(), rtol=1e-3, atol=1e-6)
+    assert all(p.grad is None for p in net.parameters())      # recording leaves no gradient behind
+    kf.remove()
+
+
+def test_cg_with_enough_steps_is_the_exact_damped_natural_gradient():
+    """The Fisher-vector products our NPG / TRPO use, run to convergence, solve the explicitly formed
+    (F + λI) s = g: the reference the toy scores CG and K-FAC against is the same object."""
+    torch.manual_seed(2)
+    net = T.policy(4)
+    params = list(net.parameters())
+    obs = torch.randn(64, T.OBS)
+    g = flat_grad((torch.softmax(net(obs), -1) * torch.randn(64, T.N_ACT)).sum(-1).mean(), params)
+    F = T.exact_fisher(net, obs)
+    lam = 0.1
+    u = torch.linalg.solve(F + lam * torch.eye(len(F), dtype=F.dtype), g.double())
+    logits = net(obs)
+    from algorithms.core.distributions import Categorical
+    kl = Categorical(logits.detach()).kl(Categorical(logits)).mean()
+    s, _ = cg(kl_hessian_fvp(kl, params, lam), g, 200, residual_tol=1e-20)
+    cos = float(s.double() @ u / (s.double().norm() * u.norm()))
+    assert cos > 0.9999 and float((s.double() - u).norm() / u.norm()) < 1e-2
+
+
+def test_toy_rows_and_costs():
+    rows = pd.DataFrame(T.one(8, 0, 0.1))
+    assert set(rows["method"]) == {"gradient", "cg", "kfac", "exact"}
+    r = rows.set_index("method")
+    assert r.loc["cg", "cosine"] > r.loc["gradient", "cosine"]
+    assert 0 < r.loc["kfac", "flops"] < r.loc["cg", "flops"] < r.loc["exact", "flops"]
+
+
+@pytest.mark.parametrize("cosine, want", [(0.97, "supported"), (0.7, "inconclusive"), (0.3, "not supported")])
+def test_claim_c8_judges_the_worst_cosine(tmp_path, cosine, want):
+    from analysis import synthetic
+    from analysis.claims_toys import claim_c8
+    from analysis.config import load_config
+
+    d = synthetic.write_toys(tmp_path, ng_cosine=cosine)
+    c = claim_c8(pd.read_csv(d / "ng_approx.csv"), load_config())
+    approx = [p for p in c.parts if p.name != "cost"]
+    assert len(approx) == 4 and {p.verdict for p in approx} == {want}
+    assert [p.verdict for p in c.parts if p.name == "cost"] == ["supported"]
