@@ -207,8 +207,8 @@ class ACER(Algorithm):
     One ``run.log_update`` per on-policy step (k · n_envs env steps), after its replays, with
     the means over that step's updates of: pg_loss, q_loss (v_loss), entropy, mean_rho (ρ_t),
     frac_truncated (ρ_t > c), kl_avg (KL(π_avg ‖ π)), k_norm (‖k‖), tr_active_frac (kᵀg > δ),
-    tr_shrink (max(0, (kᵀg − δ)/‖k‖²)), tr_effect (the share of the logit / (μ, log σ) gradient the
-    projection removes), grad_norm; mean_rho_replay / frac_truncated_replay over the replayed
+    tr_shrink (max(0, (kᵀg − δ)/‖k‖²)), tr_effect (the change the projection makes to the logit /
+    (μ, log σ) gradient, relative to it), grad_norm; mean_rho_replay / frac_truncated_replay over the replayed
     batches only; replay (0/1), replay_updates, learning_rate, memory_steps.
     With the discrete φ = π(·|s), k ≈ −1 near π_avg = π, a direction softmax back-propagation
     ignores, so tr_active_frac counts projections whose effect on the logits can be nil;

@@ -9,8 +9,9 @@ mechanism active, and says "inert at this budget" where it is not (``analysis/cl
 Activity per env, over every update of every run of the full algorithm:
 
 - ``mean`` columns: the mean of a per-update fraction — ``frac_truncated`` (share of ρ_t > c that
-  truncation clips), ``tr_effect`` (share of the policy gradient, on the logits / (μ, log σ), that
-  the trust-region projection removes). Not ``tr_active_frac`` (share of samples with kᵀg > δ):
+  truncation clips), ``tr_effect`` (the change the trust-region projection makes to the policy
+  gradient on the logits / (μ, log σ), relative to that gradient; not a share: above 1 when the
+  projection overshoots). Not ``tr_active_frac`` (share of samples with kᵀg > δ):
   with the discrete φ = π(·|s), k ≈ −1 near π_avg = π is a direction the softmax ignores, so a
   projection can be "active" in every sample and change nothing;
 - ``logged`` columns: the share of updates that logged the column at all — ``mean_rho_replay``
@@ -31,7 +32,7 @@ import pandas as pd
 # ablation → (diagnostic of the full runs, how activity is read from it, what "inert" means)
 MECHANISM: Mapping[str, tuple[str, str, str]] = {
     "acer-no-trunc": ("frac_truncated", "mean", "ρ truncated"),
-    "acer-no-tr": ("tr_effect", "mean", "gradient share the trust region removes"),
+    "acer-no-tr": ("tr_effect", "mean", "gradient change by the trust region, relative"),
     "acer-no-replay": ("mean_rho_replay", "logged", "updates with replay"),
 }
 COLUMNS = ["env", "ablation", "column", "what", "activity", "max", "active"]

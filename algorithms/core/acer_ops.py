@@ -85,9 +85,10 @@ def tr_diagnostics(
     ablation) and the diagnostics of the projection, computed either way: ‖k‖ (k_norm), the
     fraction of steps with kᵀg > δ (tr_active_frac), the mean of max(0, (kᵀg − δ)/‖k‖²) (tr_shrink)
     and tr_effect = ‖T(g − z*)‖ / ‖T(g)‖ over the batch (Frobenius norms), with T = ``tangent`` the
-    map from φ-space to the network's outputs (identity when None): the share of the policy
-    gradient that the projection actually removes. kᵀg > δ alone can overstate the trust region:
-    with the discrete φ = π(·|s), k = −π_avg/φ ≈ −1 near π_avg = π, a shift the softmax ignores."""
+    map from φ-space to the network's outputs (identity when None): how much the projection
+    actually changes the policy gradient, relative to it (above 1 when it overshoots). kᵀg > δ
+    alone can overstate the trust region: with the discrete φ = π(·|s), k = −π_avg/φ ≈ −1 near
+    π_avg = π, a shift the softmax ignores."""
     z, coef = trust_region(g, k, delta)
     t = tangent or (lambda v: v)
     effect = t(g - z).norm() / t(g).norm().clamp(min=1e-12)
