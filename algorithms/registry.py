@@ -25,6 +25,7 @@ ALGORITHMS: dict[str, Target] = {
     "acer-no-tr": ("algorithms.acer:ACER", {"trust_region": False}),
     "acer-no-retrace": ("algorithms.acer:ACER", {"retrace": False}),
     "acer-no-replay": ("algorithms.acer:ACER", {"replay_ratio": 0}),
+    "acktr": "algorithms.acktr:ACKTR",
 }
 
 

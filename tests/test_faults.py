@@ -27,6 +27,8 @@ SMALL = {
     "ppo": ("Pendulum-v1", 8192, ["n_envs=2", "n_steps=64", "batch_size=64", "n_epochs=2"]),
     # ACER with replay from early on (the replay memory and its sampling RNG in the checkpoint)
     "acer": ("CartPole-v1", 6000, ["replay_start=400", "replay_ratio=2"]),
+    # ACKTR: Kronecker factors (running averages) and the momentum buffer in the checkpoint
+    "acktr": ("Pendulum-v1", 6000, ["n_envs=2", "n_steps=64"]),
 }
 
 

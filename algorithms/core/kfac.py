@@ -35,12 +35,9 @@ class KFACFisher:
         self.G: dict[nn.Linear, torch.Tensor] = {}
         self._a: dict[nn.Linear, torch.Tensor] = {}
         self._recording = False
-        self._hooks = [h for m in self.layers for h in (m.register_forward_hook(self._save_input),
-                                                        m.register_full_backward_hook(self._save_grad))]
 
     def remove(self) -> None:
-        for h in self._hooks:
-            h.remove()
+        """Nothing to undo: hooks live only while ``record`` runs (the module's other passes see none)."""
 
     def _save_input(self, m: nn.Linear, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         if self._recording:
@@ -65,6 +62,8 @@ class KFACFisher:
         hooks see. Leaves the parameters' ``.grad`` as they were."""
         params = [p for m in self.layers for p in m.parameters()]
         saved = [p.grad for p in params]
+        hooks = [h for m in self.layers for h in (m.register_forward_hook(self._save_input),
+                                                  m.register_full_backward_hook(self._save_grad))]
         self._recording = True
         try:
             with warnings.catch_warnings():   # the first layer's input (observations) needs no gradient
@@ -72,6 +71,8 @@ class KFACFisher:
                 torch.autograd.backward(log_prob_sum(), inputs=params)
         finally:
             self._recording = False
+            for h in hooks:
+                h.remove()
             for p, g in zip(params, saved):
                 p.grad = g
 

@@ -1,0 +1,155 @@
+"""ACKTR: actor-critic with a Kronecker-factored trust region (Wu et al. 2017; seed §4.5.2's K-FAC
+alternative to conjugate gradient). Defaults are OpenAI Baselines' ``acktr``.
+
+Each update collects N envs × T steps with π_θ, forms the A2C loss
+
+    L(θ) = −E_t[A_t log π_θ(a_t|s_t)] − c_e E_t[H(π_θ(·|s_t))] + c_v E_t[(R_t − V_θ(s_t))²]
+
+(A_t = GAE(γ, λ); Baselines' n-step returns are λ = 1), and preconditions its gradient g with the
+K-FAC Fisher F̂ of every linear layer (``algorithms/core/kfac.py``): Δ = F̂⁻¹g per layer,
+(G + √λ_d I)⁻¹ ∇W (A + √λ_d I)⁻¹. The factors are running averages (``stats_decay``) of
+statistics from the policy's *own* samples: log π(ã|s) with ã ~ π for the actor, and for the critic
+the Gauss-Newton Fisher of a Gaussian on V (targets V + ε, ε ~ N(0, 1), scaled by
+``vf_fisher_coef``). Parameters outside linear layers (log σ; convolutions) take the plain gradient.
+
+The step is scaled to a KL trust region on the quadratic model, ½ η² Δᵀ F̂ Δ = ½ η² gᵀΔ:
+
+    η = α · min(1, √(δ_KL / (α² gᵀΔ))),    θ ← θ − v,   v ← μ v + η Δ
+
+(α the learning rate, δ_KL = ``kl_clip``, μ the momentum), as Baselines' KfacOptimizer does.
+Simplifications, stated: the inverses are recomputed every update (Baselines: every 10 updates,
+asynchronously), and convolution layers are not factored.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from algorithms.base import Algorithm, BaseConfig, ConfigError
+from algorithms.core.buffer import RolloutBuffer, explained_variance
+from algorithms.core.kfac import KFACFisher
+from algorithms.core.nets import ActorCritic
+
+
+@dataclasses.dataclass
+class ACKTRConfig(BaseConfig):
+    """Defaults: Baselines ``acktr`` (Atari) — 16 envs × 20 steps, α 0.25 decaying linearly, δ_KL 0.001."""
+
+    n_envs: int = 16
+    n_steps: int = 20
+    learning_rate: float = 0.25            # α
+    lr_schedule: str = "linear"            # "constant" or "linear" (to 0 over the run)
+    gae_lambda: float = 1.0                # 1: n-step returns (Baselines)
+    normalize_advantage: bool = False
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    vf_fisher_coef: float = 1.0
+    kl_clip: float = 0.001                 # δ_KL of the quadratic model
+    damping: float = 0.01                  # λ_d, split √λ_d on each Kronecker factor
+    stats_decay: float = 0.95              # running average of the factors
+    momentum: float = 0.9                  # μ
+    log_std_init: float = 0.0
+
+    def validate(self) -> None:
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ConfigError("lr_schedule must be 'constant' or 'linear'")
+        if not (self.kl_clip > 0 and self.damping > 0 and 0 <= self.stats_decay < 1 and 0 <= self.momentum < 1):
+            raise ConfigError("need kl_clip > 0, damping > 0, 0 ≤ stats_decay < 1, 0 ≤ momentum < 1")
+
+
+class ACKTR(Algorithm):
+    name = "acktr"
+    Config = ACKTRConfig
+
+    def __init__(self, cfg: ACKTRConfig, run) -> None:
+        super().__init__(cfg, run)
+        self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward)
+        self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
+                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn).to(run.device)
+        self.params = list(self.policy.parameters())
+        self.kfac = KFACFisher(self.policy, damping=cfg.damping, decay=cfg.stats_decay)
+        self.velocity = [torch.zeros_like(p) for p in self.params]
+        self.buffer = RolloutBuffer(cfg.n_steps, self.env, run.device)
+        self.step = 0
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.predict(self.env.normalize_obs(obs))
+
+    def predict_stochastic(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.sample(self.env.normalize_obs(obs))
+
+    def state_dict(self) -> dict:
+        idx = {m: i for i, m in enumerate(self.kfac.layers)}
+        return {"policy": self.policy.state_dict(), "velocity": self.velocity, "step": self.step,
+                "A": {idx[m]: a for m, a in self.kfac.A.items()}, "G": {idx[m]: g for m, g in self.kfac.G.items()}}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.policy.load_state_dict(s["policy"])
+        dev = self.run.device
+        self.velocity = [v.to(dev) for v in s["velocity"]]
+        self.step = s["step"]
+        self.kfac.A = {self.kfac.layers[i]: a.to(dev) for i, a in s["A"].items()}
+        self.kfac.G = {self.kfac.layers[i]: g.to(dev) for i, g in s["G"].items()}
+
+    def fisher_statistics(self, obs: torch.Tensor) -> None:
+        """Update the Kronecker factors from the policy's own samples: Σ log π(ã|s), ã ~ π, for the
+        actor; for the critic −½ c_f Σ (V − sg(V + ε))², whose gradient in V is c_f ε, ε ~ N(0, 1)."""
+        cfg, pi = self.cfg, self.policy
+
+        def loss() -> torch.Tensor:
+            dist, v = pi(obs)
+            with torch.no_grad():
+                a = dist.sample()
+                target = v + torch.randn_like(v)
+            return dist.log_prob(a).sum() - 0.5 * cfg.vf_fisher_coef * (v - target).pow(2).sum()
+        self.kfac.record(loss)
+
+    def natural_direction(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Δ = F̂⁻¹g for the parameters of linear layers, g itself for the others."""
+        by_param = dict(zip(map(id, self.params), grads, strict=True))
+        nat = self.kfac.natural_gradient({m: (by_param[id(m.weight)], by_param.get(id(m.bias)) if m.bias is not None
+                                              else None) for m in self.kfac.layers})
+        out = dict(by_param)
+        for m, (w, b) in nat.items():
+            out[id(m.weight)] = w
+            if b is not None:
+                out[id(m.bias)] = b
+        return [out[id(p)] for p in self.params]
+
+    def learn(self) -> None:
+        cfg, run, buf, pi = self.cfg, self.run, self.buffer, self.policy
+        per_update = cfg.n_steps * cfg.n_envs
+        while self.step < run.total_steps:
+            buf.collect(pi)
+            self.step += per_update
+            lr = cfg.learning_rate * (max(0.0, 1 - self.step / run.total_steps) if cfg.lr_schedule == "linear" else 1.0)
+            A, R = buf.advantages(cfg.gamma, cfg.gae_lambda)
+            obs, act, v_old, A, R = buf.flat(buf.obs, buf.actions, buf.values, A, R)
+            if cfg.normalize_advantage and len(A) > 1:
+                A = (A - A.mean()) / (A.std() + 1e-8)
+
+            self.fisher_statistics(obs)
+            dist, v = pi(obs)
+            logp = dist.log_prob(act)
+            pg_loss = -(A * logp).mean()
+            entropy = dist.entropy().mean()
+            v_loss = (R - v).pow(2).mean()
+            loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+            grads = torch.autograd.grad(loss, self.params)
+            delta = self.natural_direction(list(grads))
+            g_delta = float(sum((g * d).sum() for g, d in zip(grads, delta, strict=True)))   # gᵀF̂⁻¹g
+            vFv = lr ** 2 * g_delta
+            scale = min(1.0, (cfg.kl_clip / vFv) ** 0.5) if vFv > 0 else 1.0
+            with torch.no_grad():
+                old = pi.dist(obs)                                    # π_old, its own copy of the statistics
+                for p, vel, d in zip(self.params, self.velocity, delta, strict=True):
+                    vel.mul_(cfg.momentum).add_(d, alpha=lr * scale)
+                    p.sub_(vel)
+                kl = float(old.kl(pi.dist(obs)).mean())               # KL(π_old ‖ π_new), measured
+            run.log_update(self.step, {
+                "pg_loss": float(pg_loss.detach()), "value_loss": float(v_loss.detach()),
+                "entropy": float(entropy.detach()),
+                "kl": kl, "kl_model": 0.5 * vFv * scale ** 2, "step_scale": scale, "learning_rate": lr,
+                "damping": cfg.damping, "explained_variance": explained_variance(v_old, R)})
