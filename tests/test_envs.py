@@ -385,7 +385,7 @@ def test_replication_profile_is_what_its_issue_asks_for():
                                                      "acer-no-replay", "sb3-a2c", "ppo", "sb3-ppo"}
     cells = {(a, e) for a, e in cells if not e.startswith("MinAtar/")}
     for env in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"):
-        assert {("ppo", env), ("trpo", env), ("npg", env), ("sb3-ppo", env), ("sb3-trpo", env)} <= cells
+        assert {("ppo", env), ("trpo", env), ("npg", env), ("sb3-ppo", env), ("sb3-trpo", env), ("acktr", env)} <= cells
     acer = {(a, e) for a, e in cells if a.startswith("acer")}
     assert acer == {(a, "Walker2d-v5") for a in ("acer", "acer-no-trunc", "acer-no-tr",
                                                  "acer-no-retrace", "acer-no-replay")}
