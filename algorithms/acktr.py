@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 
-from algorithms.base import Algorithm, BaseConfig, ConfigError
-from algorithms.core.buffer import RolloutBuffer, explained_variance
+from algorithms.base import BaseConfig, ConfigError
+from algorithms.core.buffer import explained_variance
 from algorithms.core.kfac import KFACFisher
-from algorithms.core.nets import ActorCritic
+from algorithms.core.onpolicy import OnPolicyActorCritic
 
 
 @dataclasses.dataclass
@@ -59,26 +58,15 @@ class ACKTRConfig(BaseConfig):
             raise ConfigError("need kl_clip > 0, damping > 0, 0 ≤ stats_decay < 1, 0 ≤ momentum < 1")
 
 
-class ACKTR(Algorithm):
+class ACKTR(OnPolicyActorCritic):
     name = "acktr"
     Config = ACKTRConfig
 
     def __init__(self, cfg: ACKTRConfig, run) -> None:
         super().__init__(cfg, run)
-        self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward)
-        self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
-                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn).to(run.device)
         self.params = list(self.policy.parameters())
         self.kfac = KFACFisher(self.policy, damping=cfg.damping, decay=cfg.stats_decay)
         self.velocity = [torch.zeros_like(p) for p in self.params]
-        self.buffer = RolloutBuffer(cfg.n_steps, self.env, run.device)
-        self.step = 0
-
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.predict(self.env.normalize_obs(obs))
-
-    def predict_stochastic(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.sample(self.env.normalize_obs(obs))
 
     def state_dict(self) -> dict:
         idx = {m: i for i, m in enumerate(self.kfac.layers)}

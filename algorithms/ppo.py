@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 
-from algorithms.base import Algorithm, BaseConfig, ConfigError
-from algorithms.core.buffer import RolloutBuffer, explained_variance
-from algorithms.core.nets import ActorCritic
+from algorithms.base import BaseConfig, ConfigError
+from algorithms.core.buffer import explained_variance
+from algorithms.core.onpolicy import OnPolicyActorCritic
 
 
 @dataclasses.dataclass
@@ -56,26 +55,15 @@ def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, eps: float) -> tor
     return torch.min(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)
 
 
-class PPO(Algorithm):
+class PPO(OnPolicyActorCritic):
     name = "ppo"
     Config = PPOConfig
 
     def __init__(self, cfg: PPOConfig, run) -> None:
         super().__init__(cfg, run)
-        self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward)
-        self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
-                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn).to(run.device)
         self.params = list(self.policy.parameters())
         # fused Adam: one kernel for all parameters instead of ~10 small ops per tensor
         self.opt = torch.optim.Adam(self.params, lr=cfg.learning_rate, eps=1e-5, fused=True)
-        self.buffer = RolloutBuffer(cfg.n_steps, self.env, run.device)
-        self.step = 0
-
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.predict(self.env.normalize_obs(obs))
-
-    def predict_stochastic(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.sample(self.env.normalize_obs(obs))
 
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "step": self.step}

@@ -44,10 +44,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from algorithms.base import Algorithm, BaseConfig, ConfigError
-from algorithms.core.buffer import RolloutBuffer, explained_variance
+from algorithms.base import BaseConfig, ConfigError
+from algorithms.core.buffer import explained_variance
 from algorithms.core.fisher import cg, flat_grad, flat_params, kl_hessian_fvp, set_flat_params
-from algorithms.core.nets import ActorCritic
+from algorithms.core.onpolicy import OnPolicyActorCritic
 
 CRITIC_ADAM_EPS = 1e-5   # SB3 ActorCriticPolicy: optimizer_kwargs["eps"] = 1e-5 for Adam
 
@@ -107,7 +107,7 @@ class StepProblem:
     evaluate: Callable[[], tuple[float, float]]  # (L(θ), D̄_KL(π_old ‖ π_θ)) at the current θ
 
 
-class NPG(Algorithm):
+class NPG(OnPolicyActorCritic):
     """Natural policy gradient: one normalised step Δθ = √(2δ / sᵀFs) s per batch."""
 
     name = "npg"
@@ -115,20 +115,8 @@ class NPG(Algorithm):
 
     def __init__(self, cfg: NPGConfig, run) -> None:
         super().__init__(cfg, run)
-        self.env = run.make_env(cfg.n_envs, gamma=cfg.gamma, norm_obs=cfg.norm_obs,
-                                norm_reward=cfg.norm_reward)
-        self.policy = ActorCritic(self.env.single_observation_space, self.env.single_action_space,
-                                  cfg.net_arch, cfg.activation, cfg.log_std_init, cnn=cfg.cnn).to(run.device)
         self.critic_opt = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate,
                                            eps=CRITIC_ADAM_EPS, fused=True)
-        self.buffer = RolloutBuffer(cfg.n_steps, self.env, run.device)
-        self.step = 0
-
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.predict(self.env.normalize_obs(obs))
-
-    def predict_stochastic(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.sample(self.env.normalize_obs(obs))
 
     def state_dict(self) -> dict:
         """Policy, critic optimiser, step counter; the runner saves the env (normalisation
