@@ -59,6 +59,7 @@ RUNS: list[tuple[str, str, int, dict[str, Any]]] = [      # algo, env, steps, --
     ("acer", "CartPole-v1", 3000, {}), ("ppo", "Pendulum-v1", 8192, {}), ("trpo", "Pendulum-v1", 4096, {}),
     ("acer", "Pendulum-v1", 2000, {}), ("ppo", "MinAtar/Breakout-v0", 4096, {}),
     ("acer", "MinAtar/Breakout-v0", 3200, {"replay_start": 1280}), ("ppo", "Hopper-v5", 4096, {}),
+    ("acktr", "CartPole-v1", 4096, {}), ("acktr", "Pendulum-v1", 4096, {}),
     ("sb3-ppo", "CartPole-v1", 4096, {}), ("sb3-a2c", "MinAtar/Breakout-v0", 4096, {}),   # the references
 ]
 NAN_OK = {"episode_return", "mean_rho_replay", "frac_truncated_replay", "explained_variance"}   # by design

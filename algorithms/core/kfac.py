@@ -85,7 +85,8 @@ class KFACFisher:
             gw, gb = grads[m]
             grad = torch.cat([gw, gb[:, None]], 1) if gb is not None else gw
             A, G = self.A[m], self.G[m]
-            eye_a, eye_g = torch.eye(len(A), dtype=A.dtype), torch.eye(len(G), dtype=G.dtype)
+            eye_a = torch.eye(len(A), dtype=A.dtype, device=A.device)
+            eye_g = torch.eye(len(G), dtype=G.dtype, device=G.device)
             step = torch.linalg.solve(G + d * eye_g, grad)
             step = torch.linalg.solve(A + d * eye_a, step.T).T       # A symmetric: X (A + dI)⁻¹ = ((A + dI)⁻¹ Xᵀ)ᵀ
             out[m] = (step[:, :-1], step[:, -1]) if gb is not None else (step, None)
