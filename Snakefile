@@ -63,9 +63,9 @@ rule all:
 rule train:
     """One training run: writes the results contract (summary.json last)."""
     output:
+        # summary.json is written last and marks the run done; progress.csv (or progress.csv.gz with
+        # `compress_logs`) and eval.csv beside it are the rest of the contract
         summary=f"{RESULTS}/runs/{{algo}}/{{env}}/{{seed}}/summary.json",
-        progress=f"{RESULTS}/runs/{{algo}}/{{env}}/{{seed}}/progress.csv",
-        evals=f"{RESULTS}/runs/{{algo}}/{{env}}/{{seed}}/eval.csv",
     params:
         env_id=lambda wc: run_of(wc).env,
         steps=lambda wc: run_of(wc).steps,
@@ -77,6 +77,9 @@ rule train:
             + ([f"--eval-freq {config['eval_freq'][run_of(wc).env]}"] if run_of(wc).env in config.get("eval_freq", {})
                else [])),
         python=PYTHON,
+        compress=lambda wc, output: (f"if [ -f {Path(output.summary).parent}/progress.csv ]; then gzip -n -f "
+                                     f"{Path(output.summary).parent}/progress.csv; fi"
+                                     if config.get("compress_logs") else "true"),
     log:
         f"{RESULTS}/logs/{{algo}}/{{env}}/{{seed}}.log",
     threads: 1
@@ -92,7 +95,7 @@ rule train:
         "--device {params.device} {params.sets} {params.eval_episodes} --no-progress > {log} 2>&1 "
         # a run that crashed mid-training has written a `failed` summary.json: keep it, so the
         # report lists the failure; a run that wrote none (bad input) fails the job
-        "|| test -f {output.summary}"
+        "|| test -f {output.summary}; {params.compress}"
 
 
 # Only the runs are cluster jobs; everything else (aggregation, statistics, figures, toys,

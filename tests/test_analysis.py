@@ -538,3 +538,24 @@ def test_declared_comparisons_are_validated_and_judged_once_each():
             comparisons({"comparisons": [entry]})
     with pytest.raises(ConfigError, match="share a claim and part"):
         comparisons({"comparisons": [listed[0].__dict__ | {"active": []}] * 2})
+
+
+def test_a_gzipped_progress_log_reads_as_the_plain_one(tmp_path):
+    """Config ``compress_logs`` commits progress.csv.gz: the tables must not change with it."""
+    import gzip
+    import shutil
+    from pathlib import Path
+
+    from analysis import aggregate, synthetic
+
+    synthetic.write_tree(tmp_path / "a", algos=("ppo",), seeds=(0,))
+    refs = aggregate.discover_runs(tmp_path / "a")
+    plain = aggregate.collect(refs)
+    for r in refs:
+        p = Path(r.run_dir) / "progress.csv"
+        with open(p, "rb") as src, gzip.open(p.with_name("progress.csv.gz"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        p.unlink()
+    zipped = aggregate.collect(refs)
+    assert len(plain.updates) > 0
+    pd.testing.assert_frame_equal(plain.updates, zipped.updates)
