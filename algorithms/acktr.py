@@ -97,7 +97,7 @@ class ACKTR(OnPolicyActorCritic):
     def natural_direction(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """Δ = F̂⁻¹g for the parameters of linear layers, g itself for the others."""
         by_param = dict(zip(map(id, self.params), grads, strict=True))
-        nat = self.kfac.natural_gradient({m: (by_param[id(m.weight)], by_param.get(id(m.bias)) if m.bias is not None
+        nat = self.kfac.natural_gradient({m: (by_param[id(m.weight)], by_param[id(m.bias)] if m.bias is not None
                                               else None) for m in self.kfac.layers})
         out = dict(by_param)
         for m, (w, b) in nat.items():
@@ -112,7 +112,7 @@ class ACKTR(OnPolicyActorCritic):
         while self.step < run.total_steps:
             buf.collect(pi)
             self.step += per_update
-            lr = cfg.learning_rate * (max(0.0, 1 - self.step / run.total_steps) if cfg.lr_schedule == "linear" else 1.0)
+            lr = cfg.learning_rate * (self.remaining(self.step) if cfg.lr_schedule == "linear" else 1.0)
             A, R = buf.advantages(cfg.gamma, cfg.gae_lambda)
             obs, act, v_old, A, R = buf.flat(buf.obs, buf.actions, buf.values, A, R)
             if cfg.normalize_advantage and len(A) > 1:
@@ -130,8 +130,8 @@ class ACKTR(OnPolicyActorCritic):
             g_delta = float(sum((g * d).sum() for g, d in zip(grads, delta, strict=True)))   # gᵀF̂⁻¹g
             vFv = lr ** 2 * g_delta
             scale = min(1.0, (cfg.kl_clip / vFv) ** 0.5) if vFv > 0 else 1.0
+            old = dist.detach()                                       # π_old: the loss's forward, before the step
             with torch.no_grad():
-                old = pi.dist(obs)                                    # π_old, its own copy of the statistics
                 for p, vel, d in zip(self.params, self.velocity, delta, strict=True):
                     vel.mul_(cfg.momentum).add_(d, alpha=lr * scale)
                     p.sub_(vel)

@@ -93,7 +93,7 @@ class PPO(OnPolicyActorCritic):
         ours stops at 0.
         """
         cfg = self.cfg
-        frac = max(0.0, 1.0 - step / self.run.total_steps)     # 1 → 0 over the run
+        frac = self.remaining(step)                              # 1 → 0 over the run
         lr = cfg.learning_rate * (frac if cfg.lr_schedule == "linear" else 1.0)
         eps = cfg.clip_range * (frac if cfg.clip_range_schedule == "linear" else 1.0)
         return lr, eps

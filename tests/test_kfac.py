@@ -7,20 +7,7 @@ import torch
 from torch import nn
 
 from algorithms.core.fisher import cg, flat_grad, kl_hessian_fvp
-from algorithms.core.kfac import KFACFisher
 from experiments.toys import ng_approx as T
-
-
-def _factors_exact_over_actions(net, obs, n_act):
-    kf = KFACFisher(net)
-    rep = obs.repeat_interleave(n_act, 0)
-    acts = torch.arange(n_act).repeat(len(obs))
-
-    def weighted():
-        logp = torch.log_softmax(net(rep), -1).gather(1, acts[:, None])[:, 0]
-        return ((n_act * logp.detach().exp()).sqrt() * logp).sum()
-    kf.record(weighted)
-    return kf
 
 
 def test_kronecker_factors_are_the_exact_fisher_of_one_layer_at_one_state():
@@ -30,22 +17,20 @@ def test_kronecker_factors_are_the_exact_fisher_of_one_layer_at_one_state():
     net = nn.Sequential(nn.Linear(T.OBS, T.N_ACT))
     obs = torch.randn(1, T.OBS)
     F = T.exact_fisher(net, obs)
-    kf = _factors_exact_over_actions(net, obs, T.N_ACT)
+    kf = T.kfac_exact_over_actions(net, obs)
     m = kf.layers[0]
     out, inp = m.out_features, m.in_features
     order = [o * inp + i if i < inp else out * inp + o for o in range(out) for i in range(inp + 1)]
     F_wb = F[np.ix_(order, order)]
     np.testing.assert_allclose(torch.kron(kf.G[m], kf.A[m]).double().numpy(), F_wb.numpy(), rtol=1e-4, atol=1e-7)
-    kf.remove()
 
 
 def test_natural_gradient_is_the_damped_kronecker_inverse():
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(T.OBS, 6), nn.Tanh(), nn.Linear(6, T.N_ACT))
     obs = torch.randn(20, T.OBS)
-    kf = _factors_exact_over_actions(net, obs, T.N_ACT)
     lam = 0.05
-    kf.damping = lam
+    kf = T.kfac_exact_over_actions(net, obs, lam)
     grads = {m: (torch.randn_like(m.weight), torch.randn_like(m.bias)) for m in kf.layers}
     nat = kf.natural_gradient(grads)
     for m in kf.layers:
@@ -58,7 +43,6 @@ def test_natural_gradient_is_the_damped_kronecker_inverse():
         np.testing.assert_allclose(nat[m][0].double().numpy(), want[:, :-1].numpy(), rtol=1e-3, atol=1e-6)
         np.testing.assert_allclose(nat[m][1].double().numpy(), want[:, -1].numpy(), rtol=1e-3, atol=1e-6)
     assert all(p.grad is None for p in net.parameters())      # recording leaves no gradient behind
-    kf.remove()
 
 
 def test_cg_with_enough_steps_is_the_exact_damped_natural_gradient():

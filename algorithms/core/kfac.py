@@ -11,10 +11,10 @@ and treats the layers as independent (block-diagonal F). Then (A ⊗ G)⁻¹ vec
 two small inverses per layer instead of one inverse of F. Damping λ enters factored,
 (G + √λ I)⁻¹ ∇_W (A + √λ I)⁻¹ (Martens & Grosse §6.3 without the π-correction).
 
-``KFACFisher`` records ā and g with forward / backward hooks on every ``nn.Linear`` of a module
-while the caller back-propagates Σ log π(a|s) for sampled actions, keeps running averages of the
-factors (``decay``; ACKTR's 0.99 for streams, 0 for one batch), and returns the natural-gradient
-direction for the module's current ``.grad``.
+``KFACFisher.record`` records ā and g with forward / backward hooks on every ``nn.Linear`` of a
+module, installed only while the caller's Σ log π(a|s) for sampled actions is computed and
+back-propagated; the factors are running averages (``decay``; 0 keeps only the last batch).
+``natural_gradient`` turns given (weight, bias) gradients into the damped natural-gradient step.
 """
 from __future__ import annotations
 
@@ -34,24 +34,18 @@ class KFACFisher:
         self.A: dict[nn.Linear, torch.Tensor] = {}
         self.G: dict[nn.Linear, torch.Tensor] = {}
         self._a: dict[nn.Linear, torch.Tensor] = {}
-        self._recording = False
-
-    def remove(self) -> None:
-        """Nothing to undo: hooks live only while ``record`` runs (the module's other passes see none)."""
 
     def _save_input(self, m: nn.Linear, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        if self._recording:
-            a = inp[0].detach().reshape(-1, m.in_features)
-            self._a[m] = torch.cat([a, torch.ones_like(a[:, :1])], 1) if m.bias is not None else a
+        a = inp[0].detach().reshape(-1, m.in_features)
+        self._a[m] = torch.cat([a, torch.ones_like(a[:, :1])], 1) if m.bias is not None else a
 
     def _save_grad(self, m: nn.Linear, grad_in: tuple, grad_out: tuple[torch.Tensor, ...]) -> None:
-        if self._recording:
-            g = grad_out[0].detach().reshape(-1, m.out_features)
-            a = self._a[m]
-            n = a.shape[0]
-            # the caller back-propagates the SUM of log π over n samples: g is the per-sample signal
-            self._update(self.A, m, a.T @ a / n)
-            self._update(self.G, m, g.T @ g / n)
+        g = grad_out[0].detach().reshape(-1, m.out_features)
+        a = self._a[m]
+        n = a.shape[0]
+        # the caller back-propagates the SUM of log π over n samples: g is the per-sample signal
+        self._update(self.A, m, a.T @ a / n)
+        self._update(self.G, m, g.T @ g / n)
 
     def _update(self, store: dict, m: nn.Linear, new: torch.Tensor) -> None:
         store[m] = new if m not in store or self.decay == 0 else self.decay * store[m] + (1 - self.decay) * new
@@ -64,13 +58,11 @@ class KFACFisher:
         saved = [p.grad for p in params]
         hooks = [h for m in self.layers for h in (m.register_forward_hook(self._save_input),
                                                   m.register_full_backward_hook(self._save_grad))]
-        self._recording = True
         try:
             with warnings.catch_warnings():   # the first layer's input (observations) needs no gradient
                 warnings.filterwarnings("ignore", "Full backward hook is firing", UserWarning)
                 torch.autograd.backward(log_prob_sum(), inputs=params)
         finally:
-            self._recording = False
             for h in hooks:
                 h.remove()
             for p, g in zip(params, saved):

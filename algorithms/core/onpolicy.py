@@ -21,6 +21,10 @@ class OnPolicyActorCritic(Algorithm):
         self.buffer = RolloutBuffer(cfg.n_steps, self.env, run.device)
         self.step = 0
 
+    def remaining(self, step: int) -> float:
+        """1 − t / B, floored at 0: the factor of a linear schedule after ``step`` of the run's B env steps."""
+        return max(0.0, 1.0 - step / self.run.total_steps)
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         return self.policy.predict(self.env.normalize_obs(obs))
 

@@ -69,28 +69,32 @@ def exact_fisher(net: nn.Sequential, obs: torch.Tensor) -> torch.Tensor:
     return torch.einsum("sap,sab,sbq->pq", J, M, J) / len(obs)
 
 
-def kfac_direction(net: nn.Sequential, obs: torch.Tensor, g: torch.Tensor, damping: float) -> torch.Tensor:
-    """K-FAC's (A ⊗ G + ...)⁻¹ g, G with the exact expectation over actions: every state once per
-    action a, the sum of √(n_A π(a|s)) log π(a|s) back-propagated, so that the hook's mean of g gᵀ
-    over the S·n_A rows is (1/S) Σ_s Σ_a π(a|s) g gᵀ."""
+def kfac_exact_over_actions(net: nn.Module, obs: torch.Tensor, damping: float = DAMPINGS[0]) -> KFACFisher:
+    """K-FAC factors with the exact expectation over actions for G: every state once per action a,
+    the sum of √(n_A π(a|s)) log π(a|s) back-propagated, so that the hook's mean of g gᵀ over the
+    S·n_A rows is (1/S) Σ_s Σ_a π(a|s) g gᵀ."""
     kf = KFACFisher(net, damping=damping)
-    try:
-        rep = obs.repeat_interleave(N_ACT, 0)
-        acts = torch.arange(N_ACT).repeat(len(obs))
+    n_act = kf.layers[-1].out_features   # the logits layer
+    rep = obs.repeat_interleave(n_act, 0)
+    acts = torch.arange(n_act).repeat(len(obs))
 
-        def weighted_log_probs() -> torch.Tensor:
-            logp = torch.log_softmax(net(rep), -1).gather(1, acts[:, None])[:, 0]
-            return ((N_ACT * logp.detach().exp()).sqrt() * logp).sum()
-        kf.record(weighted_log_probs)
-        grads, i = {}, 0
-        for m in kf.layers:
-            nw, nb = m.weight.numel(), m.bias.numel()
-            grads[m] = (g[i:i + nw].view_as(m.weight), g[i + nw:i + nw + nb])
-            i += nw + nb
-        nat = kf.natural_gradient(grads)
-        return torch.cat([torch.cat([w_.reshape(-1), b_]) for w_, b_ in (nat[m] for m in kf.layers)])
-    finally:
-        kf.remove()
+    def weighted_log_probs() -> torch.Tensor:
+        logp = torch.log_softmax(net(rep), -1).gather(1, acts[:, None])[:, 0]
+        return ((n_act * logp.detach().exp()).sqrt() * logp).sum()
+    kf.record(weighted_log_probs)
+    return kf
+
+
+def kfac_direction(net: nn.Sequential, obs: torch.Tensor, g: torch.Tensor, damping: float) -> torch.Tensor:
+    """K-FAC's (A ⊗ G + ...)⁻¹ g, G with the exact expectation over actions."""
+    kf = kfac_exact_over_actions(net, obs, damping)
+    grads, i = {}, 0
+    for m in kf.layers:
+        nw, nb = m.weight.numel(), m.bias.numel()
+        grads[m] = (g[i:i + nw].view_as(m.weight), g[i + nw:i + nw + nb])
+        i += nw + nb
+    nat = kf.natural_gradient(grads)
+    return torch.cat([torch.cat([w_.reshape(-1), b_]) for w_, b_ in (nat[m] for m in kf.layers)])
 
 
 def flops(net: nn.Sequential, method: str, n_params: int) -> float:
