@@ -6,13 +6,19 @@
 Each pair trains in this one process, one after the other, one torch thread, on the same
 env with the same hyper-parameters (SB3's defaults, normalisation off), timing ``learn()``
 alone (evaluation off). Also reports raw env steps/s under random actions: the ceiling.
-Ratios measured in one run are what to compare; absolute numbers move with machine load.
+Each measurement is repeated ``--repeats`` times (default 5), alternating which of the pair goes
+first, with the raw env rate measured in every repeat; the table gives medians and min–max, and
+ratios are taken within a repeat (paired), so one lucky run does not make a ratio. Absolute
+numbers move with machine load; the ratios are what to compare. ``GOALS`` (issue 17) are checked
+in the ``met`` column.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -29,6 +35,8 @@ PAIRS = [  # (ours, reference, shared overrides: SB3's defaults made explicit)
                         "gamma": 0.99, "gae_lambda": 0.95, **SAME}),
     ("trpo", "sb3-trpo", {"n_envs": 1, "n_steps": 2048, "batch_size": 128, "learning_rate": 1e-3, "gamma": 0.99,
                           "gae_lambda": 0.95, "n_critic_updates": 10, "cg_max_steps": 15, "target_kl": 0.01, **SAME}),
+    ("npg", "sb3-trpo", {"n_envs": 1, "n_steps": 2048, "batch_size": 128, "learning_rate": 1e-3, "gamma": 0.99,
+                         "gae_lambda": 0.95, "n_critic_updates": 10, "cg_max_steps": 15, "target_kl": 0.01, **SAME}),
     ("acer", None, {}),        # its own settings per env (no SB3 ACER); beside the raw env rate
     ("sb3-a2c", None, {}),     # ACER's comparator in claim C5, its own settings per env
 ]
@@ -61,38 +69,89 @@ def learn_steps_per_second(algo: str, env_id: str, steps: int, overrides: dict, 
     return done / (time.perf_counter() - t)
 
 
+# The goals of issue 17, as data: (env, ours) -> {column: minimum}. "ratio" is ours / reference and
+# "of_raw" ours / the raw env rate, each the median over repeats of a ratio measured within one repeat.
+GOALS: dict[tuple[str, str], dict[str, float]] = {
+    ("CartPole-v1", "ppo"): {"ratio": 5.0},
+    ("CartPole-v1", "trpo"): {"ratio": 6.0},
+    ("CartPole-v1", "npg"): {"ratio": 6.0},
+    ("Hopper-v5", "ppo"): {"ratio": 3.0, "of_raw": 0.65},
+    ("Hopper-v5", "acer"): {"of_raw": 0.70},
+    ("Hopper-v5", "trpo"): {"of_raw": 0.85},
+    ("Hopper-v5", "npg"): {"of_raw": 0.85},
+}
+COLS = ["env", "algo", "steps_per_s", "steps_per_s_range", "reference", "reference_steps_per_s",
+        "ratio", "ratio_range", "of_raw", "of_raw_range", "goal", "met", "repeats"]
+
+
+def _median_range(xs: list[float], digits: int) -> tuple[float, str]:
+    xs = sorted(xs)
+    return round(statistics.median(xs), digits), f"{xs[0]:.{digits}f}–{xs[-1]:.{digits}f}"
+
+
+def summarise(env_id: str, ours: str, ref: str | None, reps: list[dict[str, float]]) -> dict:
+    """One row from R paired repeats {ours, ref, raw}: medians and min–max of the rates and of the
+    within-repeat ratios (paired: a ratio is taken inside one repeat, where load is shared)."""
+    row: dict = {"env": env_id, "algo": ours, "reference": ref or "", "repeats": len(reps)}
+    row["steps_per_s"], row["steps_per_s_range"] = _median_range([r["ours"] for r in reps], 1)
+    row["of_raw"], row["of_raw_range"] = _median_range([r["ours"] / r["raw"] for r in reps], 3)
+    if ref:
+        row["reference_steps_per_s"] = round(statistics.median(r["ref"] for r in reps), 1)
+        row["ratio"], row["ratio_range"] = _median_range([r["ours"] / r["ref"] for r in reps], 2)
+    goal = GOALS.get((env_id, ours), {})
+    row["goal"] = " ".join(f"{k}≥{v:g}" for k, v in goal.items())
+    row["met"] = (all(isinstance(row.get(k), float) and row[k] >= v for k, v in goal.items())
+                  if goal else "")
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=["CartPole-v1", "Hopper-v5"])
     p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--repeats", type=int, default=5, help="paired repeats per measurement (median, range)")
     p.add_argument("--algos", nargs="+", default=[p[0] for p in PAIRS], help="which of ours to measure")
     p.add_argument("--out", default="results/bench/throughput.csv")
     a = p.parse_args(argv)
+    if a.repeats < 1 or a.steps < 1:
+        p.error("--repeats and --steps must be ≥ 1")
     torch.set_num_threads(1)
     rows = []
     for env_id in a.envs:
-        raw = raw_env_steps_per_second(env_id, a.steps)
-        rows.append({"env": env_id, "algo": "random actions (raw env)", "steps_per_s": round(raw, 1),
-                     "reference": "", "reference_steps_per_s": "", "ratio": ""})
+        raws = []
         for ours, ref, overrides in (p for p in PAIRS if p[0] in a.algos):
+            reps: list[dict[str, float]] = []
             try:
-                s_ours = learn_steps_per_second(ours, env_id, a.steps, overrides)
-                s_ref = learn_steps_per_second(ref, env_id, a.steps, overrides) if ref else float("nan")
+                for k in range(a.repeats):
+                    # alternate who goes first, so a drift of the machine's load favours neither
+                    order = [("ours", ours), ("ref", ref)] if k % 2 == 0 else [("ref", ref), ("ours", ours)]
+                    rep = {"raw": raw_env_steps_per_second(env_id, a.steps)}
+                    for key, algo in order:
+                        if algo:
+                            rep[key] = learn_steps_per_second(algo, env_id, a.steps, overrides)
+                    reps.append(rep)
+                    raws.append(rep["raw"])
             except ConfigError as e:   # an algorithm not registered, or the space not handled
                 print(f"skip {ours} on {env_id}: {e}")
                 continue
-            rows.append({"env": env_id, "algo": ours, "steps_per_s": round(s_ours, 1), "reference": ref or "",
-                         "reference_steps_per_s": round(s_ref, 1) if ref else "",
-                         "ratio": round(s_ours / s_ref, 2) if ref else ""})
+            rows.append(summarise(env_id, ours, ref, reps))
             print(rows[-1], flush=True)
-    cols = ["env", "algo", "steps_per_s", "reference", "reference_steps_per_s", "ratio"]
-    meta = f"# steps={a.steps} torch_threads=1 cpu_count={__import__('os').cpu_count()} " \
-           f"python={platform.python_version()} torch={torch.__version__} commit={git_commit()}"
-    write_csv_atomic(a.out, rows, cols)
+        if raws:
+            med, rng = _median_range(raws, 1)
+            rows.insert(len(rows) - sum(r["env"] == env_id for r in rows),
+                        {"env": env_id, "algo": "random actions (raw env)", "steps_per_s": med,
+                         "steps_per_s_range": rng, "repeats": len(raws)})
+    meta = f"# steps={a.steps} repeats={a.repeats} torch_threads=1 cpu_count={os.cpu_count()} " \
+           f"machine={platform.machine()} processor={platform.processor() or '?'} " \
+           f"python={platform.python_version()} torch={torch.__version__} commit={git_commit()} " \
+           f"date={time.strftime('%Y-%m-%d')}"
+    write_csv_atomic(a.out, rows, COLS)
     Path(a.out).with_suffix(".meta").write_text(meta + "\n")
-    w = [max(len(str(r[c])) for r in rows + [dict(zip(cols, cols))]) for c in cols]
-    for r in [dict(zip(cols, cols))] + rows:
-        print("  ".join(str(r[c]).ljust(n) for c, n in zip(cols, w)))
+    show = ["env", "algo", "steps_per_s", "reference", "reference_steps_per_s", "ratio", "ratio_range",
+            "of_raw", "goal", "met"]
+    w = [max(len(str(r.get(c, ""))) for r in rows + [dict(zip(show, show))]) for c in show]
+    for r in [dict(zip(show, show))] + rows:
+        print("  ".join(str(r.get(c, "")).ljust(n) for c, n in zip(show, w)))
 
 
 if __name__ == "__main__":
