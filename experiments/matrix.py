@@ -68,10 +68,42 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_d
             if not (cls.discrete if spec.actions == "discrete" else cls.continuous):
                 continue
             resolve_hyperparams(a, spec, config.get("set", {}).get(a, {}))   # fail early on bad keys
-            runs += [RunSpec(a, e, seed, steps) for seed in config["seeds"]]
+            runs += [RunSpec(a, e, seed, steps) for seed in seeds_of(config, a, e)]
     if not runs:
         raise ConfigError("experiment config yields no runs (check algorithms, envs and exclude)")
+    _check_extra_seeds(config, envs, {(r.algo, r.env) for r in runs})
     return runs
+
+
+def seeds_of(config: Mapping[str, Any], algo: str, env: str) -> list[int]:
+    """The seeds of (algo, env): ``seeds``, plus every ``more_seeds`` entry naming both (an entry
+    without ``algorithms`` / ``envs`` names all), plus the ``monotonic`` block's seeds where it
+    names both — claim C3's J(π) stream is a second evaluation of the same runs, not other runs."""
+    out = set(config["seeds"])
+    for x in config.get("more_seeds", []):
+        if algo in x.get("algorithms", [algo]) and env in x.get("envs", [env]):
+            out |= set(x["seeds"])
+    mono = config.get("monotonic") or {}
+    if algo in mono.get("algorithms", []) and env in mono.get("envs", []):
+        out |= set(mono["seeds"])
+    return sorted(int(s) for s in out)
+
+
+def _check_extra_seeds(config: Mapping[str, Any], envs: list[str], pairs: set[tuple[str, str]]) -> None:
+    """``more_seeds`` and ``monotonic`` may only name the matrix's algorithms and envs, and every
+    (algorithm, env) of ``monotonic`` must be a pair the matrix runs (not excluded, its action space)."""
+    algos = set(config["algorithms"])
+    for where, x in [("more_seeds", x) for x in config.get("more_seeds", [])] + \
+                    ([("monotonic", config["monotonic"])] if config.get("monotonic") else []):
+        bad = sorted(set(x.get("algorithms", [])) - algos) + sorted(set(x.get("envs", [])) - set(envs))
+        if bad:
+            raise ConfigError(f"`{where}` names {bad}, which the matrix does not have (its `algorithms` and envs)")
+    mono = config.get("monotonic") or {}
+    missing = sorted(f"{a} on {e}" for a in mono.get("algorithms", []) for e in mono.get("envs", [])
+                     if (a, e) not in pairs)
+    if missing:
+        raise ConfigError(f"`monotonic` names {', '.join(missing)}, which the matrix excludes or cannot run: "
+                          "C3's J(π) stream is evaluated on runs of the matrix")
 
 
 def budget_of(spec, profile: str) -> int:
@@ -109,14 +141,15 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: EnvCatalog | None = None,
-               limit: int = 10) -> list[str]:
+               limit: int = 10, j_eval: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """Finished runs (summary.json present) whose recorded settings are no longer what the matrix
     resolves them to — hyper-parameters, budget, evaluation protocol — one line each.
 
     Committed per-run outputs are what the DAG sees as done; without this check a run made under
     settings that have since changed (envs.yaml, hyperparams.yaml, the config's ``set``) would be
     counted as if made under the new ones. A key the run did not record (a hyper-parameter added
-    later) must sit at its default, which reproduces the behaviour from before it existed."""
+    later) must sit at its default, which reproduces the behaviour from before it existed.
+    ``j_eval``: run dir → the J(π) stream it must have recorded (``experiments.monotonic``)."""
     import json
 
     from experiments.envs import eval_protocol
@@ -144,6 +177,8 @@ def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: 
               **eval_protocol(spec)}
         if "eval" in s and any((s.get("eval") or {}).get(k) != v for k, v in ev.items()):
             diff.append("eval")
+        if j_eval is not None and d in j_eval and s.get("j_eval") != dict(j_eval[d]):
+            diff.append("j_eval (claim C3's J(π) stream)")
         if diff:
             out.append(f"{d}: {', '.join(diff)}")
             if len(out) >= limit:

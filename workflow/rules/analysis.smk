@@ -56,7 +56,8 @@ _SWEEP_LIST = [{"run_dir": d, "algo": r.algo, "env": r.env, "seed": r.seed, "ste
 RUNS_MANIFEST = f"{RESULTS}/runs/MATRIX"
 SWEEPS_MANIFEST = f"{RESULTS}/sweeps/MATRIX"
 if workflow.is_main_process:
-    sync_manifest(RUNS_MANIFEST, [f"{d} {r.steps}" for d, r in RUNS.items()], [f"{d}/summary.json" for d in RUNS])
+    sync_manifest(RUNS_MANIFEST, [f"{d} {r.steps} {MONO[d].args()}" if d in MONO else f"{d} {r.steps}" for d, r in RUNS.items()],
+                  [f"{d}/summary.json" for d in RUNS])
     if SWEEPS:
         sync_manifest(SWEEPS_MANIFEST, [f"{d} {r.steps}" for d, r in SWEEPS.items()],
                       [f"{d}/summary.json" for d in SWEEPS])
