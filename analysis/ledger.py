@@ -37,6 +37,7 @@ FAMILY: Mapping[str, tuple[str, ...]] = {
     "npg": ("npg",),
     "a2c": ("sb3-a2c",),
     "acer": ("acer",),
+    "acktr": ("acktr",),
 }
 LAST_EPISODES = 100
 COLUMNS = ["source", "statistic", "env", "env_version", "budget", "published_algo", "published", "published_spread",
