@@ -30,7 +30,7 @@ SWEEPS, _sweep_warnings = _sweeps.expand(config)
 for _w in _sweep_warnings:
     print(f"warning: {_w}", file=sys.stderr)
 SWEEPS_CSV = f"{_T}/sweeps.csv" if SWEEPS else None
-MONO, MONO_CSV = {}, None
+MONO_CSV = None   # MONO (the runs carrying C3's J(π) stream) is the Snakefile's
 
 _CAT_TOP = "0. Verdicts and what ran"
 _CAT_CLAIMS = "1. Claims"
