@@ -169,3 +169,23 @@ def test_drop_fraction_counts_the_blocks_where_J_fell(tmp_path):
     blocks = np.diff(J[1:])
     assert m.loc[0, "n_deltas"] == len(blocks) == 6
     assert m.loc[0, "drop_frac"] == pytest.approx(np.mean(blocks < -tol))   # 200→150 and 300→250: 2 of 6
+
+
+def test_the_dag_gives_the_C3_runs_their_J_stream_and_only_them(tmp_path, root):
+    """The train jobs of the `monotonic:` runs carry --j-eval-freq (a rule file that re-bound MONO
+    once dropped it for every run); the matrix's other runs do not."""
+    import re
+    import subprocess
+    import sys
+
+    import yaml
+    cfg = {"profile": "smoke", "seeds": [0], "algorithms": ["trpo", "ppo"], "envs": ["CartPole-v1"],
+           "results": str(tmp_path / "r"), "toys": False,
+           "monotonic": {"envs": ["CartPole-v1"], "algorithms": ["trpo"], "seeds": [0, 1], "episodes": 4}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "--configfile",
+                        str(tmp_path / "c.yaml")], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cmds = re.findall(r"experiments\.run --algo (\S+) .*?--seed (\d+) (.*?)--no-progress", r.stdout + r.stderr)
+    got = {(a, int(s)): "--j-eval-freq 1024 --j-eval-episodes 4" in rest for a, s, rest in cmds}
+    assert got == {("trpo", 0): True, ("trpo", 1): True, ("ppo", 0): False}, got
