@@ -251,8 +251,8 @@ rule calibration:
         csv=report(f"{_T}/calibration.csv", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
     params:
         cfg=ANALYSIS_CFG,
-        matrix={k: config[k] for k in ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "exclude",
-                                       "monotonic") if k in config},
+        matrix={k: config[k] for k in ("profile", "seeds", "more_seeds", "algorithms", "suites", "envs", "steps", "set",
+                                       "asymmetric_ok", "exclude", "monotonic") if k in config},
     log:
         f"{RESULTS}/logs/analysis/calibration.log",
     localrule: True
