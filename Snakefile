@@ -27,6 +27,7 @@ RUNS = {r.out_dir(RESULTS): r for r in expand_matrix(config)}   # validated befo
 from experiments import monotonic as _monotonic   # noqa: E402
 
 MONO = _monotonic.expand(config)
+assert set(MONO) <= set(RUNS), "experiments.matrix.expand adds every monotonic: run to the matrix"
 
 # Finished runs (committed snapshots included) must have been made with the settings the matrix
 # resolves to now; otherwise stop and say which, rather than count them as done.
@@ -80,8 +81,7 @@ rule train:
             ([f"--eval-episodes {config['eval_episodes']}"] if "eval_episodes" in config else [])
             + ([f"--eval-freq {config['eval_freq'][run_of(wc).env]}"] if run_of(wc).env in config.get("eval_freq", {})
                else [])),
-        j_eval=lambda wc, output: MONO[str(Path(output.summary).parent)].args()
-        if str(Path(output.summary).parent) in MONO else "",
+        j_eval=lambda wc: MONO[d].args() if (d := f"{RESULTS}/runs/{wc.algo}/{wc.env}/{wc.seed}") in MONO else "",
         python=PYTHON,
         compress=lambda wc, output: (f"if [ -f {Path(output.summary).parent}/progress.csv ]; then gzip -n -f "
                                      f"{Path(output.summary).parent}/progress.csv; fi"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from algorithms import registry
-from algorithms.base import ConfigError
+from algorithms.base import Algorithm, ConfigError
 from experiments.envs import EnvCatalog, check_dependencies, load_catalog, validate_schema
 
 
@@ -90,15 +90,26 @@ def seeds_of(config: Mapping[str, Any], algo: str, env: str) -> list[int]:
 
 
 def _check_extra_seeds(config: Mapping[str, Any], envs: list[str], pairs: set[tuple[str, str]]) -> None:
-    """``more_seeds`` and ``monotonic`` may only name the matrix's algorithms and envs, and every
-    (algorithm, env) of ``monotonic`` must be a pair the matrix runs (not excluded, its action space)."""
-    algos = set(config["algorithms"])
-    for where, x in [("more_seeds", x) for x in config.get("more_seeds", [])] + \
-                    ([("monotonic", config["monotonic"])] if config.get("monotonic") else []):
-        bad = sorted(set(x.get("algorithms", [])) - algos) + sorted(set(x.get("envs", [])) - set(envs))
+    """``more_seeds`` and ``monotonic`` may only name the matrix's algorithms and envs; a ``more_seeds``
+    entry must add seeds to at least one pair the matrix runs; every (algorithm, env) of ``monotonic``
+    must be such a pair (not excluded, its action space) and its algorithms must sample
+    (``predict_stochastic``): C3's stream is evaluated on the matrix's own runs."""
+    algos = list(config["algorithms"])
+    named = [("more_seeds", x) for x in config.get("more_seeds", [])]
+    named += [("monotonic", config["monotonic"])] if config.get("monotonic") else []
+    for where, x in named:
+        bad = sorted(set(x.get("algorithms", [])) - set(algos)) + sorted(set(x.get("envs", [])) - set(envs))
         if bad:
             raise ConfigError(f"`{where}` names {bad}, which the matrix does not have (its `algorithms` and envs)")
+    for x in config.get("more_seeds", []):
+        if not any((a, e) in pairs for a in x.get("algorithms", algos) for e in x.get("envs", envs)):
+            raise ConfigError(f"`more_seeds` entry {dict(x)} names no (algorithm, env) the matrix runs: it adds nothing")
     mono = config.get("monotonic") or {}
+    blind = sorted(a for a in mono.get("algorithms", [])
+                   if registry.get(a)[0].predict_stochastic is Algorithm.predict_stochastic)
+    if blind:
+        raise ConfigError(f"`monotonic` names {blind}, which do not implement predict_stochastic: their J(π) "
+                          "of the sampled policy cannot be estimated")
     missing = sorted(f"{a} on {e}" for a in mono.get("algorithms", []) for e in mono.get("envs", [])
                      if (a, e) not in pairs)
     if missing:

@@ -3,9 +3,10 @@
 Contract, in the output directory:
   progress.csv  one row per policy update: step, wall_s, episode_return, episodes, diagnostics
   eval.csv      step, return_mean, return_std, n_episodes
+  j_eval.csv    (with --j-eval-freq) the same columns: J(π) of the sampled policy every block (claim C3)
   summary.json  final_eval_return, total_steps, wall_s, steps_per_second, status, resolved
                 hyper-parameters, env id, seed, package versions, git commit
-All three are written atomically; summary.json last, so its presence means the run ended.
+All are written atomically; summary.json last, so its presence means the run ended.
 
 Checkpoints (``checkpoint.pt`` beside them, not a declared output of the DAG) hold the
 algorithm's state, every env's exact state, the RNG states and the rows so far. Starting

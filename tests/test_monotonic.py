@@ -99,6 +99,11 @@ def test_algorithm_without_sampling_is_refused_before_anything_is_written(tmp_pa
     with pytest.raises(ConfigError, match="positive"):
         execute("trpo", "CartPole-v1", 0, 512, tmp_path / "z", progress_bar=False, j_eval=(0, 4))
     assert not any((tmp_path / d).exists() for d in "xyz")
+    from experiments.run import main
+    with pytest.raises(SystemExit):   # episodes without a block: refused, not ignored
+        main(["--algo", "trpo", "--env", "CartPole-v1", "--seed", "0", "--steps", "64", "--out", str(tmp_path / "w"),
+              "--j-eval-episodes", "4"])
+    assert not (tmp_path / "w").exists()
 
 
 def test_the_J_stream_runs_are_runs_of_the_matrix_with_their_seeds_added():
@@ -121,6 +126,12 @@ def test_the_J_stream_runs_are_runs_of_the_matrix_with_their_seeds_added():
         matrix.expand(bad, check_deps=False)
     with pytest.raises(ConfigError, match="more_seeds"):
         matrix.expand({**cfg, "more_seeds": [{"algorithms": ["npg"], "seeds": [3]}]}, check_deps=False)
+    with pytest.raises(ConfigError, match="adds nothing"):   # acer is excluded on Pendulum-v1 here
+        matrix.expand({**cfg, "exclude": [{"algo": "acer", "env": "Pendulum-v1"}],
+                       "more_seeds": [{"algorithms": ["acer"], "envs": ["Pendulum-v1"], "seeds": [3]}]},
+                      check_deps=False)
+    with pytest.raises(ConfigError, match="predict_stochastic"):
+        matrix.expand({**cfg, "monotonic": {**cfg["monotonic"], "algorithms": ["acer"]}}, check_deps=False)
 
 
 def test_a_finished_run_without_its_J_stream_is_stale(tmp_path):
