@@ -23,13 +23,18 @@ validate(config, "experiments/schema/config.schema.yaml")
 
 RESULTS = config.get("results", "results")
 RUNS = {r.out_dir(RESULTS): r for r in expand_matrix(config)}   # validated before any job starts
+# Runs that also estimate claim C3's J(π) every block (experiments/monotonic.py): run dir → that run
+from experiments import monotonic as _monotonic   # noqa: E402
+
+MONO = _monotonic.expand(config)
+assert set(MONO) <= set(RUNS), "experiments.matrix.expand adds every monotonic: run to the matrix"
 
 # Finished runs (committed snapshots included) must have been made with the settings the matrix
 # resolves to now; otherwise stop and say which, rather than count them as done.
 if workflow.is_main_process:
     from experiments.matrix import stale_runs   # noqa: E402
 
-    _stale = stale_runs(RUNS, config)
+    _stale = stale_runs(RUNS, config, j_eval={d: r.identity() for d, r in MONO.items()})
     if _stale:
         raise ValueError("finished runs were made with other settings than the matrix resolves now (first "
                          f"{len(_stale)}):\n  " + "\n  ".join(_stale) + "\nRestore those settings, or delete "
@@ -76,6 +81,7 @@ rule train:
             ([f"--eval-episodes {config['eval_episodes']}"] if "eval_episodes" in config else [])
             + ([f"--eval-freq {config['eval_freq'][run_of(wc).env]}"] if run_of(wc).env in config.get("eval_freq", {})
                else [])),
+        j_eval=lambda wc: MONO[d].args() if (d := f"{RESULTS}/runs/{wc.algo}/{wc.env}/{wc.seed}") in MONO else "",
         python=PYTHON,
         compress=lambda wc, output: (f"if [ -f {Path(output.summary).parent}/progress.csv ]; then gzip -n -f "
                                      f"{Path(output.summary).parent}/progress.csv; fi"
@@ -92,7 +98,7 @@ rule train:
     shell:
         "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {params.python} -m experiments.run --algo {wildcards.algo} "
         "--env {params.env_id} --seed {wildcards.seed} --steps {params.steps} --out {params.outdir} "
-        "--device {params.device} {params.sets} {params.eval_episodes} --no-progress > {log} 2>&1 "
+        "--device {params.device} {params.sets} {params.eval_episodes} {params.j_eval} --no-progress > {log} 2>&1 "
         # a run that crashed mid-training has written a `failed` summary.json: keep it, so the
         # report lists the failure; a run that wrote none (bad input) fails the job
         "|| test -f {output.summary}; {params.compress}"

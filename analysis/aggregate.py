@@ -120,14 +120,15 @@ def _machine_text(m: dict | None) -> str:
            f"{m.get('platform') or '?'}"
 
 
-def collect(refs: Iterable[RunRef]) -> Tables:
-    """Read every referenced run; missing and unreadable runs become rows with that status."""
+def collect(refs: Iterable[RunRef], eval_file: str = "eval.csv") -> Tables:
+    """Read every referenced run; missing and unreadable runs become rows with that status.
+    ``eval_file``: which evaluation stream makes the curves (``j_eval.csv``: claim C3's J(π))."""
     run_rows, curve_parts, update_parts = [], [], []
     for ref in refs:
         d = Path(ref.run_dir)
         ids = {"algo": ref.algo, **algo_parts(ref.algo), "env": ref.env, "seed": ref.seed}
         summary, problem = _read_summary(d)
-        ev = _read_csv(d / "eval.csv")
+        ev = _read_csv(d / eval_file)
         prog = _read_csv(d / "progress.csv")
         if summary is None:
             status, error = "missing", problem

@@ -99,7 +99,8 @@ def matrix_runs(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     """(algo, env, seed) of every run of a matrix config."""
     from experiments.matrix import expand
 
-    keys = ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "asymmetric_ok", "exclude")
+    keys = ("profile", "seeds", "more_seeds", "monotonic", "algorithms", "suites", "envs", "steps", "set",
+            "asymmetric_ok", "exclude")   # every key that decides which runs exist (seeds_of: more_seeds, monotonic)
     return [(r.algo, r.env, int(r.seed)) for r in expand({k: config[k] for k in keys if k in config}, check_deps=False)]
 
 

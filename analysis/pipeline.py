@@ -55,12 +55,12 @@ def make_stats(
 def make_monotonic(run_list: list[Mapping[str, Any]], cfg: Mapping[str, Any], out_csv: str,
                    out_png: str | None = None) -> pd.DataFrame:
     """Claim C3's per-run metrics (experiments/monotonic.py): ``stats.run_metrics`` of the C3 runs on
-    their estimates of J(π) from one block of env steps on (the first, after the first update, spans
+    their estimates of J(π) (``j_eval.csv``) from one block of env steps on (the first, after the first update, spans
     less), so that ``drop_frac`` is the fraction of blocks after which J(π) dropped beyond tolerance."""
     refs = [aggregate.RunRef(r["run_dir"], r["algo"], r["env"], int(r["seed"]), int(r["total_steps"]))
             for r in run_list]
     block = {(r["algo"], r["env"], int(r["seed"])): int(r["block"]) for r in run_list}
-    t = aggregate.collect(refs)
+    t = aggregate.collect(refs, eval_file="j_eval.csv")
     c = t.curves
     if len(c):
         keep = [s >= block.get((a, e, int(sd)), 0) for a, e, sd, s in zip(c["algo"], c["env"], c["seed"], c["step"])]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from algorithms import registry
-from algorithms.base import ConfigError
+from algorithms.base import Algorithm, ConfigError
 from experiments.envs import EnvCatalog, check_dependencies, load_catalog, validate_schema
 
 
@@ -68,10 +68,53 @@ def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None, check_d
             if not (cls.discrete if spec.actions == "discrete" else cls.continuous):
                 continue
             resolve_hyperparams(a, spec, config.get("set", {}).get(a, {}))   # fail early on bad keys
-            runs += [RunSpec(a, e, seed, steps) for seed in config["seeds"]]
+            runs += [RunSpec(a, e, seed, steps) for seed in seeds_of(config, a, e)]
     if not runs:
         raise ConfigError("experiment config yields no runs (check algorithms, envs and exclude)")
+    _check_extra_seeds(config, envs, {(r.algo, r.env) for r in runs})
     return runs
+
+
+def seeds_of(config: Mapping[str, Any], algo: str, env: str) -> list[int]:
+    """The seeds of (algo, env): ``seeds``, plus every ``more_seeds`` entry naming both (an entry
+    without ``algorithms`` / ``envs`` names all), plus the ``monotonic`` block's seeds where it
+    names both — claim C3's J(π) stream is a second evaluation of the same runs, not other runs."""
+    out = set(config["seeds"])
+    for x in config.get("more_seeds", []):
+        if algo in x.get("algorithms", [algo]) and env in x.get("envs", [env]):
+            out |= set(x["seeds"])
+    mono = config.get("monotonic") or {}
+    if algo in mono.get("algorithms", []) and env in mono.get("envs", []):
+        out |= set(mono["seeds"])
+    return sorted(int(s) for s in out)
+
+
+def _check_extra_seeds(config: Mapping[str, Any], envs: list[str], pairs: set[tuple[str, str]]) -> None:
+    """``more_seeds`` and ``monotonic`` may only name the matrix's algorithms and envs; a ``more_seeds``
+    entry must add seeds to at least one pair the matrix runs; every (algorithm, env) of ``monotonic``
+    must be such a pair (not excluded, its action space) and its algorithms must sample
+    (``predict_stochastic``): C3's stream is evaluated on the matrix's own runs."""
+    algos = list(config["algorithms"])
+    named = [("more_seeds", x) for x in config.get("more_seeds", [])]
+    named += [("monotonic", config["monotonic"])] if config.get("monotonic") else []
+    for where, x in named:
+        bad = sorted(set(x.get("algorithms", [])) - set(algos)) + sorted(set(x.get("envs", [])) - set(envs))
+        if bad:
+            raise ConfigError(f"`{where}` names {bad}, which the matrix does not have (its `algorithms` and envs)")
+    for x in config.get("more_seeds", []):
+        if not any((a, e) in pairs for a in x.get("algorithms", algos) for e in x.get("envs", envs)):
+            raise ConfigError(f"`more_seeds` entry {dict(x)} names no (algorithm, env) the matrix runs: it adds nothing")
+    mono = config.get("monotonic") or {}
+    blind = sorted(a for a in mono.get("algorithms", [])
+                   if registry.get(a)[0].predict_stochastic is Algorithm.predict_stochastic)
+    if blind:
+        raise ConfigError(f"`monotonic` names {blind}, which do not implement predict_stochastic: their J(π) "
+                          "of the sampled policy cannot be estimated")
+    missing = sorted(f"{a} on {e}" for a in mono.get("algorithms", []) for e in mono.get("envs", [])
+                     if (a, e) not in pairs)
+    if missing:
+        raise ConfigError(f"`monotonic` names {', '.join(missing)}, which the matrix excludes or cannot run: "
+                          "C3's J(π) stream is evaluated on runs of the matrix")
 
 
 def budget_of(spec, profile: str) -> int:
@@ -109,14 +152,15 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: EnvCatalog | None = None,
-               limit: int = 10) -> list[str]:
+               limit: int = 10, j_eval: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """Finished runs (summary.json present) whose recorded settings are no longer what the matrix
     resolves them to — hyper-parameters, budget, evaluation protocol — one line each.
 
     Committed per-run outputs are what the DAG sees as done; without this check a run made under
     settings that have since changed (envs.yaml, hyperparams.yaml, the config's ``set``) would be
     counted as if made under the new ones. A key the run did not record (a hyper-parameter added
-    later) must sit at its default, which reproduces the behaviour from before it existed."""
+    later) must sit at its default, which reproduces the behaviour from before it existed.
+    ``j_eval``: run dir → the J(π) stream it must have recorded (``experiments.monotonic``)."""
     import json
 
     from experiments.envs import eval_protocol
@@ -144,6 +188,8 @@ def stale_runs(runs: Mapping[str, RunSpec], config: Mapping[str, Any], catalog: 
               **eval_protocol(spec)}
         if "eval" in s and any((s.get("eval") or {}).get(k) != v for k, v in ev.items()):
             diff.append("eval")
+        if j_eval is not None and d in j_eval and s.get("j_eval") != dict(j_eval[d]):
+            diff.append("j_eval (claim C3's J(π) stream)")
         if diff:
             out.append(f"{d}: {', '.join(diff)}")
             if len(out) >= limit:

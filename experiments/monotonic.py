@@ -1,20 +1,24 @@
 """Claim C3's experiment: does TRPO improve the *true* objective J(π) monotonically?
 
 The TRPO paper's guarantee is about J(π) = E_π[Σ γ^t r_t] of the stochastic policy, update by
-update. The main matrix evaluates the deterministic policy every few updates, which measures
-neither. Here every algorithm of the comparison trains as in the main matrix (same settings,
-budgets, seeds), but is evaluated
+update. The main evaluation (the deterministic policy every few updates) measures neither. So the
+runs of the matrix named by its ``monotonic:`` block (algorithms × envs × seeds; they are added to
+the matrix's seeds) carry a second evaluation stream, ``j_eval.csv`` beside ``eval.csv``
+(``--j-eval-freq B --j-eval-episodes E``):
 
-- with actions *sampled* from π_θ (``--eval-policy stochastic``; the runner draws them from a torch
-  RNG seeded per evaluation and restores training's RNG state, so evaluating changes nothing the
-  algorithm draws),
-- every ``block`` env steps, block = the largest update (n_steps · n_envs) among the compared
+- actions *sampled* from π_θ (the runner draws them from a torch RNG seeded per estimate and
+  restores training's RNG state, so neither stream changes anything the algorithm draws: the run
+  trains exactly as without them),
+- every ``block`` B env steps, B = the largest update (n_steps · n_envs) among the compared
   algorithms on that env (``block_of: max``, the default; or one named algorithm's update): an
   algorithm is evaluated after the update that crosses each multiple of the block — the same
   amount of experience between two estimates for all (CartPole-v1: 1 024 = one TRPO update;
   Pendulum-v1: 4 096 = one PPO update = two TRPO updates),
 - with ``episodes`` episodes per estimate, the same start states each time (the eval protocol's
   reset seeds: common random numbers for J(π_{k+1}) − J(π_k)).
+
+One run, two streams: the runs behind C3 are the runs behind C4/C5 (until 2026-11-26 they were
+separate runs under ``monotonic/``, trained identically: their logs matched column for column).
 
 A "drop" is J(π_{k+1}) − J(π_k) < −tol, tol = C3's ``drop_fraction`` of (threshold − random), the
 main matrix's rule; the per-run metric is the fraction of intervals with a drop
@@ -37,14 +41,16 @@ from experiments.matrix import RunSpec, budget_of
 
 @dataclasses.dataclass(frozen=True)
 class MonotonicRun(RunSpec):
+    """A run of the matrix (its out_dir is the run's) that also estimates J(π) every ``block``."""
     block: int = 0
     episodes: int = 32
 
-    def out_dir(self, results: str = "results") -> str:
-        return f"{results}/monotonic/{self.algo}/{self.env_slug}/{self.seed}"
-
     def args(self) -> str:
-        return f"--eval-freq {self.block} --eval-episodes {self.episodes} --eval-policy stochastic"
+        return f"--j-eval-freq {self.block} --j-eval-episodes {self.episodes}"
+
+    def identity(self) -> dict[str, Any]:
+        """What the runner records as the run's ``j_eval`` (checked by ``matrix.stale_runs``)."""
+        return {"freq": self.block, "episodes": self.episodes, "policy": "stochastic"}
 
 
 def block_of(algo: str, env_id: str, catalog: EnvCatalog | None = None) -> int:
@@ -57,7 +63,7 @@ def block_of(algo: str, env_id: str, catalog: EnvCatalog | None = None) -> int:
 
 
 def expand(config: Mapping[str, Any], catalog: EnvCatalog | None = None) -> dict[str, MonotonicRun]:
-    """out_dir → run, for the ``monotonic`` block of a matrix config (empty without one)."""
+    """run dir → run, for the ``monotonic`` block of a matrix config (empty without one)."""
     mono = config.get("monotonic")
     if not mono:
         return {}

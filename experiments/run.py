@@ -41,10 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-freq", type=int, default=None, help="override the env's env steps between evaluations")
     p.add_argument("--eval-policy", default="deterministic", choices=["deterministic", "stochastic"],
                    help="evaluate the policy's mode (default) or actions sampled from it (claim C3)")
+    p.add_argument("--j-eval-freq", type=int, default=None, metavar="B",
+                   help="also estimate J(π) of the sampled policy after the update crossing each multiple of B env "
+                   "steps, into j_eval.csv (claim C3's true objective; a second stream beside eval.csv)")
+    p.add_argument("--j-eval-episodes", type=int, default=None, help="episodes per J(π) estimate (default 32)")
     p.add_argument("--checkpoint-secs", type=float, default=float(os.environ.get("NGRL_CHECKPOINT_SECS", 60)),
                    help="save a resumable checkpoint at most this often (0: after every update; default: "
                    "$NGRL_CHECKPOINT_SECS, else 60), keeping the one before as checkpoint.prev.pt")
     a = p.parse_args(argv)
+    if a.j_eval_episodes is not None and a.j_eval_freq is None:
+        p.error("--j-eval-episodes needs --j-eval-freq")
     from experiments.envs import load_catalog, uncatalogued_note
     from experiments.runner import execute
     try:
@@ -53,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             print(uncatalogued_note(catalog.get(a.env, infer=True)), file=sys.stderr)
         s = execute(a.algo, a.env, a.seed, a.steps, a.out, parse_sets(a.sets), a.device, progress_bar=not a.no_progress,
                     checkpoint_secs=a.checkpoint_secs, eval_episodes=a.eval_episodes, catalog=catalog,
-                    eval_freq=a.eval_freq, eval_policy=a.eval_policy)
+                    eval_freq=a.eval_freq, eval_policy=a.eval_policy,
+                    j_eval=(a.j_eval_freq, a.j_eval_episodes or 32) if a.j_eval_freq is not None else None)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,9 +3,10 @@
 Contract, in the output directory:
   progress.csv  one row per policy update: step, wall_s, episode_return, episodes, diagnostics
   eval.csv      step, return_mean, return_std, n_episodes
+  j_eval.csv    (with --j-eval-freq) the same columns: J(π) of the sampled policy every block (claim C3)
   summary.json  final_eval_return, total_steps, wall_s, steps_per_second, status, resolved
                 hyper-parameters, env id, seed, package versions, git commit
-All three are written atomically; summary.json last, so its presence means the run ended.
+All are written atomically; summary.json last, so its presence means the run ended.
 
 Checkpoints (``checkpoint.pt`` beside them, not a declared output of the DAG) hold the
 algorithm's state, every env's exact state, the RNG states and the rows so far. Starting
@@ -63,6 +64,7 @@ CHECKPOINT_FILES = ("checkpoint.pt", PREVIOUS_CHECKPOINT)
 # Checkpoint format, part of a run's identity: replay memory holds raw observations since issue 12
 # (normalised on sampling). A checkpoint of another format is refused with a clear message.
 CHECKPOINT_FORMAT = 2
+EVAL_COLUMNS = ["step", "return_mean", "return_std", "n_episodes"]
 PACKAGES = ("torch", "numpy", "gymnasium", "ale-py", "mujoco", "stable-baselines3", "sb3-contrib")
 
 
@@ -130,8 +132,12 @@ class RunContext:
     checkpoint_secs: float = 60.0
     identity: dict[str, Any] = field(default_factory=dict)
     eval_policy: str = "deterministic"   # or "stochastic": actions sampled from π (claim C3)
+    # a second evaluation stream beside the first: (block B, episodes) → J(π) of the *sampled* policy
+    # after the update that crosses each multiple of B, in j_eval.csv (claim C3's true objective)
+    j_eval: tuple[int, int] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     eval_rows: list[dict[str, Any]] = field(default_factory=list)
+    j_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.env_id = self.spec.id
@@ -140,6 +146,9 @@ class RunContext:
         self.algo: Algorithm | None = None
         self.evaluator = Evaluator(self.spec, self.spec.eval_episodes, EVAL_SEED_OFFSET + self.seed)
         self.next_eval = 0
+        self.j_evaluator = (Evaluator(self.spec, self.j_eval[1], EVAL_SEED_OFFSET + self.seed)
+                            if self.j_eval else None)
+        self.next_j = 0
         self.last_checkpoint = time.perf_counter()
         self.columns: list[str] = ["step", "wall_s", "episode_return", "episodes"]
         self._bar = None
@@ -180,6 +189,8 @@ class RunContext:
         self._check_parameters(step)
         if step >= self.next_eval:
             self.evaluate(step)
+        if self.j_eval and step >= self.next_j:
+            self.evaluate_j(step)
         if time.perf_counter() - self.last_checkpoint >= self.checkpoint_secs and step < self.total_steps:
             self.save_checkpoint()
         if self._bar is not None:
@@ -198,21 +209,34 @@ class RunContext:
             name = named[int((~finite).nonzero()[0])][0]
             raise Divergence(f"non-finite parameter {name} at step {step}")
 
-    def evaluate(self, step: int) -> None:
+    def _play(self, evaluator: Evaluator, stochastic: bool, k: int) -> dict[str, Any]:
+        """The k-th evaluation of a stream: its episodes' returns summarised."""
         assert self.algo is not None
-        if self.eval_policy == "stochastic":
+        if stochastic:
             # sampled actions from a torch RNG seeded per evaluation; training's RNG state is restored,
             # so evaluating does not change what the algorithm draws next
             devices = [self.device] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(EVAL_SEED_OFFSET + 7919 * self.seed + len(self.eval_rows))
-                returns = self.evaluator(self.algo.predict_stochastic)
+                torch.manual_seed(EVAL_SEED_OFFSET + 7919 * self.seed + k)
+                returns = evaluator(self.algo.predict_stochastic)
         else:
-            returns = self.evaluator(self.algo.predict)
-        self.eval_rows.append({"step": int(step), "return_mean": float(returns.mean()),
-                               "return_std": float(returns.std()), "n_episodes": len(returns)})
+            returns = evaluator(self.algo.predict)
+        return {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "n_episodes": len(returns)}
+
+    def evaluate(self, step: int) -> None:
+        self.eval_rows.append({"step": int(step), **self._play(self.evaluator, self.eval_policy == "stochastic",
+                                                              len(self.eval_rows))})
         while self.next_eval <= step:
             self.next_eval += self.spec.eval_freq
+        self.flush()
+
+    def evaluate_j(self, step: int) -> None:
+        """Claim C3's stream: J(π) of the sampled policy, seeded exactly as a run whose only
+        evaluation is ``--eval-policy stochastic`` with this block and episodes (the same numbers)."""
+        assert self.j_eval is not None and self.j_evaluator is not None
+        self.j_rows.append({"step": int(step), **self._play(self.j_evaluator, True, len(self.j_rows))})
+        while self.next_j <= step:
+            self.next_j += self.j_eval[0]
         self.flush()
 
     # --- checkpoints --------------------------------------------------------------------
@@ -236,6 +260,7 @@ class RunContext:
                     **({"torch_cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda"
                        else {})},
             "rows": self.rows, "eval_rows": self.eval_rows, "columns": self.columns, "next_eval": self.next_eval,
+            "j_rows": self.j_rows, "next_j": self.next_j,
             "wall_s": time.perf_counter() - self.t0,
         }
         buf = io.BytesIO()
@@ -302,6 +327,7 @@ class RunContext:
                 torch.cuda.set_rng_state(state["rng"]["torch_cuda"], self.device)
             self.rows, self.eval_rows = state["rows"], state["eval_rows"]
             self.columns, self.next_eval = state["columns"], state["next_eval"]
+            self.j_rows, self.next_j = state.get("j_rows", []), state.get("next_j", 0)
             self.t0 = time.perf_counter() - state["wall_s"]
             if self._bar is not None and self.rows:
                 self._bar.update(self.rows[-1]["step"])
@@ -313,7 +339,9 @@ class RunContext:
 
     def flush(self) -> None:
         write_csv_atomic(self.out / "progress.csv", self.rows, self.columns)
-        write_csv_atomic(self.out / "eval.csv", self.eval_rows, ["step", "return_mean", "return_std", "n_episodes"])
+        write_csv_atomic(self.out / "eval.csv", self.eval_rows, EVAL_COLUMNS)
+        if self.j_eval:
+            write_csv_atomic(self.out / "j_eval.csv", self.j_rows, EVAL_COLUMNS)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -321,12 +349,14 @@ class RunContext:
         for env in self.envs:
             env.close()
         self.evaluator.close()
+        if self.j_evaluator is not None:
+            self.j_evaluator.close()
 
 
 def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, overrides: Mapping[str, Any] | None = None,
             device: str = "cpu", catalog: EnvCatalog | None = None, progress_bar: bool = True,
             checkpoint_secs: float = 60.0, eval_episodes: int | None = None, eval_freq: int | None = None,
-            eval_policy: str = "deterministic") -> dict[str, Any]:
+            eval_policy: str = "deterministic", j_eval: tuple[int, int] | None = None) -> dict[str, Any]:
     """Validate everything, then train. Returns the summary written to ``out/summary.json``."""
     out = Path(out)
     # ---- validation: nothing is written before all of it passes -----------------------
@@ -344,12 +374,14 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         spec = dataclasses.replace(spec, eval_freq=eval_freq)
     if eval_policy not in ("deterministic", "stochastic"):
         raise ConfigError(f"--eval-policy must be deterministic or stochastic, got {eval_policy!r}")
+    if j_eval is not None and (len(j_eval) != 2 or min(j_eval) <= 0):
+        raise ConfigError(f"--j-eval-freq and --j-eval-episodes must be positive, got {j_eval}")
     check_dependencies(spec)
     resolved = resolve_with_provenance(algo, spec, overrides or {})
     cls, cfg = resolved.cls, resolved.config
-    if eval_policy == "stochastic" and cls.predict_stochastic is Algorithm.predict_stochastic:
+    if (eval_policy == "stochastic" or j_eval) and cls.predict_stochastic is Algorithm.predict_stochastic:
         raise ConfigError(f"{algo} does not implement predict_stochastic: it cannot be evaluated with "
-                          "--eval-policy stochastic")
+                          "--eval-policy stochastic or --j-eval-freq")
     probe = env_fns(spec, 1)[0]()
     cls.check_action_space(probe.action_space)
     probe.close()
@@ -362,7 +394,10 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
                 "hyperparams": config_dict(cfg),
                 "eval": {"freq": spec.eval_freq, "episodes": spec.eval_episodes, **eval_protocol(spec),
                          # recorded only when not the default, so runs made before the option keep their identity
-                         **({"policy": eval_policy} if eval_policy != "deterministic" else {})}}
+                         **({"policy": eval_policy} if eval_policy != "deterministic" else {})},
+                # likewise only when asked for
+                **({"j_eval": {"freq": int(j_eval[0]), "episodes": int(j_eval[1]), "policy": "stochastic"}}
+                   if j_eval else {})}
     summary_path = out / "summary.json"
     if summary_path.exists():
         import json
@@ -377,7 +412,8 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
     torch.set_num_threads(1)
     seed_everything(seed)
     out.mkdir(parents=True, exist_ok=True)
-    run = RunContext(algo, spec, seed, steps, out, dev, progress_bar, checkpoint_secs, identity, eval_policy)
+    run = RunContext(algo, spec, seed, steps, out, dev, progress_bar, checkpoint_secs, identity, eval_policy,
+                     tuple(j_eval) if j_eval else None)
     status, error, crash, trace = "ok", None, None, None
     try:
         run.algo = cls(cfg, run)
@@ -387,6 +423,8 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         run.algo.learn()
         if not run.eval_rows or run.eval_rows[-1]["step"] < run.rows[-1]["step"]:
             run.evaluate(run.rows[-1]["step"] if run.rows else steps)
+        if j_eval and (not run.j_rows or run.j_rows[-1]["step"] < run.rows[-1]["step"]):
+            run.evaluate_j(run.rows[-1]["step"] if run.rows else steps)
     except ResumeError:
         raise   # the checkpoint is kept and no summary written: the same command tries again
     except Divergence as e:
@@ -423,5 +461,5 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         raise crash
     run.checkpoint_path.unlink(missing_ok=True)
     run.previous_checkpoint_path.unlink(missing_ok=True)
-    remove_stale_temps(out, (*CHECKPOINT_FILES, "progress.csv", "eval.csv", "summary.json"))   # a kill's leftovers
+    remove_stale_temps(out, (*CHECKPOINT_FILES, "progress.csv", "eval.csv", "j_eval.csv", "summary.json"))   # a kill's leftovers
     return summary

@@ -104,13 +104,16 @@ def point_settings(algo: str, point: Point) -> dict[str, Any]:
 
 
 def config_seeds(config_dir: Path = CONFIG_DIR) -> dict[str, set[int]]:
-    """Seeds of every experiment config (matrix seeds and sweep seeds), by file name."""
+    """Seeds of every experiment config (matrix seeds, more_seeds, monotonic and sweep seeds), by file name."""
     out: dict[str, set[int]] = {}
     for p in sorted(config_dir.glob("*.yaml")):
         c = yaml.safe_load(p.read_text()) or {}
         if not isinstance(c, Mapping) or "profile" not in c:
             continue
         seeds = set(c.get("seeds", []))
+        for extra in c.get("more_seeds", []):
+            seeds |= set(extra.get("seeds", []))
+        seeds |= set((c.get("monotonic") or {}).get("seeds", []))
         seeds |= set((c.get("sweeps") or {}).get("seeds", []))
         out[p.name] = {int(s) for s in seeds}
     return out

@@ -99,10 +99,15 @@ def config(name: str) -> dict:
 
 
 def test_design_is_read_from_the_matrix():
+    """Seeds as the matrix runs them: `seeds`, `more_seeds` and the `monotonic` block's (10 behind every
+    verdict of the default, 3 for the ablations whose parts are inert there)."""
     runs = calibrate.matrix_runs(config("default"))
-    assert calibrate.design_of(runs, "ppo", "trpo", 3) == {e: (3, 3) for e in
+    assert calibrate.design_of(runs, "ppo", "trpo", 5) == {e: (10, 10) for e in
                                                             ("CartPole-v1", "InvertedPendulum-v5", "Pendulum-v1")}
-    assert calibrate.design_of(runs, "acer", "acer-no-tr", 3) == {"CartPole-v1": (3, 3)}
+    assert calibrate.design_of(runs, "acer", "sb3-a2c", 5) == {e: (10, 10) for e in ("CartPole-v1", "Pendulum-v1")}
+    assert calibrate.design_of(runs, "acer", "acer-no-tr", 5) == {"CartPole-v1": (10, 10)}
+    assert calibrate.design_of(runs, "acer-no-trunc", "acer-no-retrace", 3) == {"CartPole-v1": (3, 3)}
+    assert calibrate.design_of(runs, "acer-no-trunc", "acer-no-retrace", 5) == {}
     assert calibrate.design_of(calibrate.matrix_runs(config("smoke")), "ppo", "trpo", 3) == {}
 
 
@@ -127,10 +132,9 @@ def test_false_verdict_rate_of_every_shipped_design(name):
 
 
 def test_percentile_bootstrap_is_not_calibrated_at_the_default_design():
-    """Why the permutation test: the former rule gives too many false verdicts at 3 v 3 runs."""
-    runs = calibrate.matrix_runs(config("default"))
-    sim = calibrate.Simulator(calibrate.design_of(runs, "acer", "acer-no-tr", 3),
-                              calibrate.score_pools(SNAPSHOT, "auc_norm"), "diff", 400, 1, 0)
+    """Why the permutation test: the former rule gives too many false verdicts at 3 v 3 runs (the
+    3-seed snapshot's C6 design)."""
+    sim = calibrate.Simulator({"CartPole-v1": (3, 3)}, calibrate.score_pools(SNAPSHOT, "auc_norm"), "diff", 400, 1, 0)
     sup, ref = sim.percentile_bootstrap(1000, 0.95, 0)
     nominal, se = 0.05, math.sqrt(0.05 * 0.95 / 400)
     assert sup + ref > nominal + 3 * se
@@ -148,8 +152,9 @@ def test_mde_is_the_80_percent_power_point():
 
 def test_calibration_is_deterministic_and_flags_underpowered_designs():
     cfg = claims.load_config({"calibration": {"n_sim": 100}, "permutation": {"n_perm": 500}})
-    a = calibrate.calibrate(config("default"), cfg, SNAPSHOT)
-    b = calibrate.calibrate(config("default"), cfg, SNAPSHOT)
+    three = {**config("default"), "more_seeds": []}     # the default at 3 seeds (C3's runs keep their 10)
+    a = calibrate.calibrate(three, {**cfg, "min_runs": 3}, SNAPSHOT)
+    b = calibrate.calibrate(three, {**cfg, "min_runs": 3}, SNAPSHOT)
     pd.testing.assert_frame_equal(a, b)
     c6 = a[(a["claim"] == "C6") & (a["part"] == "trust region essential")].iloc[0]
     assert c6["mde"] == math.inf  # 3 v 3 runs in one env

@@ -155,7 +155,7 @@ def test_adding_an_algorithm_trains_only_its_runs(root, tmp_path):
 
     before = snakemake(repo, "-n", timeout=300)
     assert before.returncode == 0, before.stderr[-3000:]
-    for rule in ("train", "sweep_run", "monotonic_run"):
+    for rule in ("train", "sweep_run"):
         assert f"rule {rule}:" not in before.stdout + before.stderr, f"a clean clone re-runs committed {rule} jobs"
 
     (repo / "algorithms" / "random_search.py").write_text(textwrap.dedent(NEW_ALGO))

@@ -30,7 +30,7 @@ SWEEPS, _sweep_warnings = _sweeps.expand(config)
 for _w in _sweep_warnings:
     print(f"warning: {_w}", file=sys.stderr)
 SWEEPS_CSV = f"{_T}/sweeps.csv" if SWEEPS else None
-MONO, MONO_CSV = {}, None
+MONO_CSV = None   # MONO (the runs carrying C3's J(π) stream) is the Snakefile's
 
 _CAT_TOP = "0. Verdicts and what ran"
 _CAT_CLAIMS = "1. Claims"
@@ -56,7 +56,8 @@ _SWEEP_LIST = [{"run_dir": d, "algo": r.algo, "env": r.env, "seed": r.seed, "ste
 RUNS_MANIFEST = f"{RESULTS}/runs/MATRIX"
 SWEEPS_MANIFEST = f"{RESULTS}/sweeps/MATRIX"
 if workflow.is_main_process:
-    sync_manifest(RUNS_MANIFEST, [f"{d} {r.steps}" for d, r in RUNS.items()], [f"{d}/summary.json" for d in RUNS])
+    sync_manifest(RUNS_MANIFEST, [f"{d} {r.steps} {MONO[d].args()}" if d in MONO else f"{d} {r.steps}" for d, r in RUNS.items()],
+                  [f"{d}/summary.json" for d in RUNS])
     if SWEEPS:
         sync_manifest(SWEEPS_MANIFEST, [f"{d} {r.steps}" for d, r in SWEEPS.items()],
                       [f"{d}/summary.json" for d in SWEEPS])
@@ -250,8 +251,8 @@ rule calibration:
         csv=report(f"{_T}/calibration.csv", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
     params:
         cfg=ANALYSIS_CFG,
-        matrix={k: config[k] for k in ("profile", "seeds", "algorithms", "suites", "envs", "steps", "set", "exclude",
-                                       "monotonic") if k in config},
+        matrix={k: config[k] for k in ("profile", "seeds", "more_seeds", "algorithms", "suites", "envs", "steps", "set",
+                                       "asymmetric_ok", "exclude", "monotonic") if k in config},
     log:
         f"{RESULTS}/logs/analysis/calibration.log",
     localrule: True
