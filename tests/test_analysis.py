@@ -328,7 +328,8 @@ def test_robustness_statistic():
     assert claims.judge_claim("C4", None, CFG, sweep_metrics=sm).parts[1].verdict == NOT_SUPPORTED
 
 
-CFG_ALL_SEEDS = {**CFG, "C4": {**CFG["C4"], "select_seeds": []}}
+# robust_min_runs 2: these synthetic sweeps have 2-3 seeds per setting (the shipped 5 is the default sweep's)
+CFG_ALL_SEEDS = {**CFG, "C4": {**CFG["C4"], "select_seeds": [], "robust_min_runs": 2}}
 
 
 def test_robustness_selects_the_best_setting_on_other_seeds():

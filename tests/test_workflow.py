@@ -163,7 +163,8 @@ def test_adding_an_algorithm_trains_only_its_runs(root, tmp_path):
     anchor = "ALGORITHMS: dict[str, Target] = {\n"
     line = '    "random-search": "algorithms.random_search:RandomSearch",\n'
     reg.write_text(reg.read_text().replace(anchor, anchor + line))
-    cfg_path.write_text(cfg_path.read_text().replace("algorithms: [", "algorithms: [random-search, ", 1))
+    # the matrix's own `algorithms:` line (more_seeds entries also say "algorithms: [")
+    cfg_path.write_text(cfg_path.read_text().replace("\nalgorithms: [", "\nalgorithms: [random-search, ", 1))
     deleted = sorted(committed)[0]            # a run deleted to be retrained is retrained too
     shutil.rmtree(deleted.parent)
     r = snakemake(repo, "-n", timeout=300)
