@@ -103,7 +103,8 @@ def _check_extra_seeds(config: Mapping[str, Any], envs: list[str], pairs: set[tu
             raise ConfigError(f"`{where}` names {bad}, which the matrix does not have (its `algorithms` and envs)")
     for x in config.get("more_seeds", []):
         if not any((a, e) in pairs for a in x.get("algorithms", algos) for e in x.get("envs", envs)):
-            raise ConfigError(f"`more_seeds` entry {dict(x)} names no (algorithm, env) the matrix runs: it adds nothing")
+            raise ConfigError(f"`more_seeds` entry {dict(x)} names no (algorithm, env) the matrix runs: "
+                              "it adds nothing")
     mono = config.get("monotonic") or {}
     blind = sorted(a for a in mono.get("algorithms", [])
                    if registry.get(a)[0].predict_stochastic is Algorithm.predict_stochastic)

@@ -461,5 +461,6 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         raise crash
     run.checkpoint_path.unlink(missing_ok=True)
     run.previous_checkpoint_path.unlink(missing_ok=True)
-    remove_stale_temps(out, (*CHECKPOINT_FILES, "progress.csv", "eval.csv", "j_eval.csv", "summary.json"))   # a kill's leftovers
+    # a kill's leftovers
+    remove_stale_temps(out, (*CHECKPOINT_FILES, "progress.csv", "eval.csv", "j_eval.csv", "summary.json"))
     return summary

@@ -59,34 +59,14 @@ def test_the_J_stream_beside_the_main_evaluation_is_the_stochastic_run_itself(tm
     assert not (tmp_path / "plain" / "j_eval.csv").exists()
 
 
-def test_a_killed_run_resumes_both_streams(tmp_path, root):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+def test_a_killed_run_resumes_both_streams(tmp_path, kill_and_resume):
     args = ["--algo", "trpo", "--env", "CartPole-v1", "--seed", "2", "--steps", "8192", "--set", "n_envs=2",
             "--set", "n_steps=64", "--set", "batch_size=128", "--set", "cg_max_steps=5", "--set", "n_critic_updates=2",
             "--eval-freq", "640",
             "--j-eval-freq", "256", "--j-eval-episodes", "4", "--no-progress", "--checkpoint-secs", "0"]
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    r = subprocess.run([sys.executable, "-m", "experiments.run", *args, "--out", str(ref)], cwd=root,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    p = subprocess.Popen([sys.executable, "-m", "experiments.run", *args, "--out", str(killed)], cwd=root,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        j = killed / "j_eval.csv"
-        if (killed / "checkpoint.pt").exists() and j.exists() and len(j.read_text().splitlines()) > 8:
-            break
-        time.sleep(0.02)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
-    r = subprocess.run([sys.executable, "-m", "experiments.run", *args, "--out", str(killed)], cwd=root,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0 and "resumed from checkpoint" in r.stderr, r.stderr
+    kill_and_resume(args, ref, killed,
+                    lambda d: (d / "j_eval.csv").exists() and len((d / "j_eval.csv").read_text().splitlines()) > 8)
     for f in ("progress.csv", "eval.csv", "j_eval.csv"):
         assert read(killed / f) == read(ref / f), f
 

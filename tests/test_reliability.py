@@ -2,10 +2,8 @@
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -28,26 +26,10 @@ def rows(path):
     return out
 
 
-def test_sigkill_then_same_command_resumes_to_identical_csvs(tmp_path, root):
+def test_sigkill_then_same_command_resumes_to_identical_csvs(tmp_path, kill_and_resume):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    r = subprocess.run([sys.executable, "-m", "experiments.run", *ARGS, "--out", str(ref)], cwd=root,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    p = subprocess.Popen([sys.executable, "-m", "experiments.run", *ARGS, "--out", str(killed)], cwd=root,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        prog = killed / "progress.csv"
-        if (killed / "checkpoint.pt").exists() and prog.exists() and len(prog.read_text().splitlines()) > 30:
-            break
-        time.sleep(0.05)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
-    r = subprocess.run([sys.executable, "-m", "experiments.run", *ARGS, "--out", str(killed)], cwd=root,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    assert "resumed from checkpoint" in r.stderr
+    kill_and_resume(ARGS, ref, killed,
+                    lambda d: (d / "progress.csv").exists() and len((d / "progress.csv").read_text().splitlines()) > 30)
     assert rows(killed / "progress.csv") == rows(ref / "progress.csv")
     assert rows(killed / "eval.csv") == rows(ref / "eval.csv")
     assert not (killed / "checkpoint.pt").exists()   # removed once summary.json is written
