@@ -6,11 +6,12 @@ Each update collects N envs × T steps with π_θ, forms the A2C loss
     L(θ) = −E_t[A_t log π_θ(a_t|s_t)] − c_e E_t[H(π_θ(·|s_t))] + c_v E_t[(R_t − V_θ(s_t))²]
 
 (A_t = GAE(γ, λ); Baselines' n-step returns are λ = 1), and preconditions its gradient g with the
-K-FAC Fisher F̂ of every linear layer (``algorithms/core/kfac.py``): Δ = F̂⁻¹g per layer,
+K-FAC Fisher F̂ of every linear and conv layer (``algorithms/core/kfac.py``; convolutions as in KFC,
+Grosse & Martens 2016): Δ = F̂⁻¹g per layer,
 (G + √λ_d I)⁻¹ ∇W (A + √λ_d I)⁻¹. The factors are running averages (``stats_decay``) of
 statistics from the policy's *own* samples: log π(ã|s) with ã ~ π for the actor, and for the critic
 the Gauss-Newton Fisher of a Gaussian on V (targets V + ε, ε ~ N(0, 1), scaled by
-``vf_fisher_coef``). Parameters outside linear layers (log σ; convolutions) take the plain gradient.
+``vf_fisher_coef``). Parameters outside those layers (log σ) take the plain gradient.
 
 The step is scaled to a KL trust region on the quadratic model, ½ η² Δᵀ F̂ Δ = ½ η² gᵀΔ:
 
@@ -95,7 +96,7 @@ class ACKTR(OnPolicyActorCritic):
         self.kfac.record(loss)
 
     def natural_direction(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Δ = F̂⁻¹g for the parameters of linear layers, g itself for the others."""
+        """Δ = F̂⁻¹g for the parameters of linear and conv layers, g itself for the others."""
         by_param = dict(zip(map(id, self.params), grads, strict=True))
         nat = self.kfac.natural_gradient({m: (by_param[id(m.weight)], by_param[id(m.bias)] if m.bias is not None
                                               else None) for m in self.kfac.layers})

@@ -67,6 +67,37 @@ def test_natural_direction_is_kfac_on_linear_layers_and_the_gradient_elsewhere(t
     assert RunContext is not None
 
 
+def test_a_cnn_policy_gets_the_kfac_step_on_its_convolution_too(tmp_path):
+    """MinAtar's 3×3 conv trunk is Kronecker-factored (KFC): its step is the factored one, not g."""
+    from torch import nn
+
+    from algorithms.acktr import ACKTR
+
+    captured = {}
+    orig = ACKTR.natural_direction
+
+    def spy(self, grads):
+        out = orig(self, grads)
+        captured["grads"], captured["out"], captured["algo"] = grads, out, self
+        return out
+    ACKTR.natural_direction = spy
+    try:
+        s = execute("acktr", "MinAtar/Breakout-v0", 0, 80, tmp_path / "r", {"n_envs": 2, "n_steps": 20},
+                    progress_bar=False)
+    finally:
+        ACKTR.natural_direction = orig
+    assert s["status"] == "ok"
+    algo, grads, out = captured["algo"], captured["grads"], captured["out"]
+    convs = [m for m in algo.kfac.layers if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1
+    idx = {id(p): i for i, p in enumerate(algo.params)}
+    c = convs[0]
+    want = algo.kfac.natural_gradient({m: (grads[idx[id(m.weight)]], grads[idx[id(m.bias)]])
+                                       for m in algo.kfac.layers})[c]
+    assert torch.allclose(out[idx[id(c.weight)]], want[0]) and torch.allclose(out[idx[id(c.bias)]], want[1])
+    assert not torch.allclose(out[idx[id(c.weight)]], grads[idx[id(c.weight)]])
+
+
 @pytest.mark.slow
 def test_acktr_learns_cartpole(tmp_path):
     s = execute("acktr", "CartPole-v1", 0, 50_000, tmp_path / "r", {}, progress_bar=False)

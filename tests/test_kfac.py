@@ -83,3 +83,81 @@ def test_claim_c8_judges_the_worst_cosine(tmp_path, cosine, want):
     approx = [p for p in c.parts if p.name != "cost"]
     assert len(approx) == 4 and {p.verdict for p in approx} == {want}
     assert [p.verdict for p in c.parts if p.name == "cost"] == ["supported"]
+
+
+class _Head(nn.Module):
+    """A conv (or its linear twin) → tanh → flatten → linear softmax head; ``log_prob_sum`` samples
+    actions from the policy with a fixed seed, as ``KFACFisher.record`` wants."""
+
+    def __init__(self, body: nn.Module, features: int, to_nchw=None) -> None:
+        super().__init__()
+        self.body, self.head, self.to_nchw = body, nn.Linear(features, 3), to_nchw
+
+    def forward(self, x):
+        h = torch.tanh(self.body(x) if self.to_nchw is None else self.to_nchw(self.body(x)))
+        return torch.distributions.Categorical(logits=self.head(h.flatten(1)))
+
+    def log_prob_sum(self, x):
+        def f():
+            d = self(x)
+            with torch.no_grad():
+                torch.manual_seed(7)
+                a = d.sample()
+            return d.log_prob(a).sum()
+        return f
+
+
+def test_conv_factors_are_the_linear_layers_when_the_kernel_covers_the_input():
+    """|T| = 1: a conv whose kernel is its whole input IS a linear layer on the flattened input
+    (unfold order C_in, k_h, k_w = NCHW flattening): same factors, same natural step."""
+    from algorithms.core.kfac import KFACFisher
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 4, 3)
+    lin = nn.Linear(18, 4)
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.reshape(4, 18))
+        lin.bias.copy_(conv.bias)
+    net_c = _Head(conv, 4)
+    net_l = _Head(nn.Sequential(nn.Flatten(), lin), 4)
+    net_l.head.load_state_dict(net_c.head.state_dict())
+    x = torch.randn(16, 2, 3, 3)
+    kc, kl = KFACFisher(net_c, damping=0.1), KFACFisher(net_l, damping=0.1)
+    kc.record(net_c.log_prob_sum(x))
+    kl.record(net_l.log_prob_sum(x))
+    torch.testing.assert_close(kc.A[conv], kl.A[lin])
+    torch.testing.assert_close(kc.G[conv], kl.G[lin])
+    gw, gb = torch.randn(4, 2, 3, 3), torch.randn(4)
+    sc = kc.natural_gradient({conv: (gw, gb), net_c.head: (net_c.head.weight, net_c.head.bias)})[conv]
+    sl = kl.natural_gradient({lin: (gw.reshape(4, 18), gb), net_l.head: (net_l.head.weight, net_l.head.bias)})[lin]
+    assert sc[0].shape == gw.shape
+    torch.testing.assert_close(sc[0].reshape(4, 18), sl[0])
+    torch.testing.assert_close(sc[1], sl[1])
+
+
+def test_conv_factors_of_a_1x1_conv_are_the_per_position_linear_layers_times_T():
+    """A 1×1 conv on an H×W grid is one linear layer applied at |T| = H·W positions: Ω is that layer's
+    input factor over (sample, position) rows, and G = |T|Γ is |T| times its output factor (KFC's
+    |T|·Ω ⊗ Γ under spatial homogeneity)."""
+    from algorithms.core.kfac import KFACFisher
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 5, 1)
+    lin = nn.Linear(3, 5)
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.reshape(5, 3))
+        lin.bias.copy_(conv.bias)
+    H = W = 4
+    net_c = _Head(conv, 5 * H * W)
+    net_l = _Head(lin, 5 * H * W, to_nchw=lambda y: y.permute(0, 3, 1, 2))
+    net_l.head.load_state_dict(net_c.head.state_dict())
+    x = torch.randn(8, 3, H, W)
+    kc, kl = KFACFisher(net_c), KFACFisher(net_l)
+    kc.record(net_c.log_prob_sum(x))
+    kl.record(lambda: net_l.log_prob_sum(x.permute(0, 2, 3, 1))())
+    torch.testing.assert_close(kc.A[conv], kl.A[lin])
+    torch.testing.assert_close(kc.G[conv], H * W * kl.G[lin])
+
+
+def test_grouped_convolutions_are_refused():
+    from algorithms.core.kfac import KFACFisher
+    with pytest.raises(ValueError, match="groups 1"):
+        KFACFisher(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)))
