@@ -26,6 +26,7 @@ device is cuda and CUDA is unavailable. The JSON and Markdown are rewritten afte
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import json
@@ -59,7 +60,7 @@ RUNS: list[tuple[str, str, int, dict[str, Any]]] = [      # algo, env, steps, --
     ("acer", "CartPole-v1", 3000, {}), ("ppo", "Pendulum-v1", 8192, {}), ("trpo", "Pendulum-v1", 4096, {}),
     ("acer", "Pendulum-v1", 2000, {}), ("ppo", "MinAtar/Breakout-v0", 4096, {}),
     ("acer", "MinAtar/Breakout-v0", 3200, {"replay_start": 1280}), ("ppo", "Hopper-v5", 4096, {}),
-    ("acktr", "CartPole-v1", 4096, {}), ("acktr", "Pendulum-v1", 4096, {}),
+    ("acktr", "CartPole-v1", 4096, {}), ("acktr", "Pendulum-v1", 4096, {}), ("acktr", "MinAtar/Breakout-v0", 3200, {}),
     ("sb3-ppo", "CartPole-v1", 4096, {}), ("sb3-a2c", "MinAtar/Breakout-v0", 4096, {}),   # the references
 ]
 NAN_OK = {"episode_return", "mean_rho_replay", "frac_truncated_replay", "explained_variance"}   # by design
@@ -276,6 +277,45 @@ def progress_problems(path: Path) -> list[str]:
     return bad or ([] if rows else ["no rows"])
 
 
+def check_kfac_conv(dev: str) -> tuple[bool, dict[str, Any]]:
+    """K-FAC factors and natural step of a conv + linear net on the device against the same on CPU
+    (fixed actions, so both back-propagate the same Σ log π)."""
+    from algorithms.core.kfac import KFACFisher
+    torch.manual_seed(0)
+    x, act = torch.rand(64, 4, 10, 10), torch.randint(0, 6, (64,))
+    ref = torch.nn.Sequential(torch.nn.Conv2d(4, 16, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(1024, 6))
+    nets = {"cpu": ref, dev: copy.deepcopy(ref).to(dev)}
+    out = {}
+    for d, net in nets.items():
+        k = KFACFisher(net, damping=0.01)
+        xd, ad = x.to(d), act.to(d)
+        k.record(lambda net=net, xd=xd, ad=ad: torch.distributions.Categorical(logits=net(xd)).log_prob(ad).sum())
+        g = {m: (torch.ones_like(m.weight), torch.ones_like(m.bias)) for m in k.layers}
+        nat = k.natural_gradient(g)
+        out[d] = [t.detach().cpu() for m in k.layers for t in (k.A[m], k.G[m], *nat[m])]
+    err = max(float((a - b).abs().max() / (b.abs().max() + 1e-12)) for a, b in zip(out[dev], out["cpu"]))
+    return err < 1e-3, {"max_rel_err": err}
+
+
+def check_j_stream(dev: str, root: Path, catalog: Any) -> tuple[bool, dict[str, Any]]:
+    """Claim C3's second stream on the device: training with it equals training without it (its sampled
+    evaluation forks the CUDA RNG) and the stream itself is reproducible."""
+    from experiments.runner import execute
+    sets = {"n_envs": 2, "n_steps": 256, "batch_size": 128}
+    kw = dict(device=dev, catalog=catalog, progress_bar=False, checkpoint_secs=1e9)
+    rows = {}
+    for name, j in (("plain", None), ("plain2", None), ("j", (512, 4)), ("j2", (512, 4))):
+        out = root / "j_stream" / name
+        shutil.rmtree(out, ignore_errors=True)
+        execute("trpo", "CartPole-v1", 0, 4096, out, sets, j_eval=j, **kw)
+        prog = [{k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader(open(out / "progress.csv"))]
+        rows[name] = (prog, (out / "j_eval.csv").read_text() if j else None)
+    reproducible = rows["plain"][0] == rows["plain2"][0]
+    checks = {"training_unchanged_by_the_stream": rows["j"][0] == rows["plain"][0] or not reproducible,
+              "stream_reproducible": rows["j"][1] == rows["j2"][1]}
+    return all(checks.values()), {**checks, "plain_runs_reproducible": reproducible}
+
+
 def check_run(algo: str, env: str, steps: int, sets: dict[str, Any], dev: str, root: Path,
               catalog: Any) -> tuple[bool, dict[str, Any]]:
     from experiments.io import read_checked
@@ -364,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         ("acer_retrace_trust_region", "agreement", partial(check_retrace_tr, dev)),
         *((f"acer_terms_{k}", "agreement", partial(check_acer_terms, k, dev)) for k in ("discrete", "continuous")),
         ("device_helpers", "device", partial(check_helpers, dev)),
+        ("kfac_conv", "agreement", partial(check_kfac_conv, dev)),
+        ("j_stream", "run", partial(check_j_stream, dev, a.out, cat)),
         *((f"run_{al}_{e}", "run", partial(check_run, al, e, n(st), ov, dev, a.out, cat)) for al, e, st, ov in RUNS),
         *((f"timing_{al}_minatar", "timing", partial(check_timing, al, n(st), ov, dev, a.out, cat)) for al, st, ov in
           (("ppo", 16384, {}), ("acer", 9600, {"replay_start": 1280})))]
