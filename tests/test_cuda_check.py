@@ -12,7 +12,7 @@ from experiments import cuda_check
 
 
 def test_agreement_checks_pass_on_the_cpu(tmp_path):
-    for only in ("natural_step", "ppo_loss", "acer_", "device_helpers"):
+    for only in ("natural_step", "ppo_loss", "acer_", "device_helpers", "kfac_conv", "j_stream"):
         assert cuda_check.main(["--device", "cpu", "--out", str(tmp_path / only), "--only", only]) == 0
         report = json.loads((tmp_path / only / "cuda_check.json").read_text())
         assert report["passed"] and report["records"], only
