@@ -382,7 +382,8 @@ def test_replication_profile_is_what_its_issue_asks_for():
     cells = {(r.algo, r.env) for r in runs}
     for env in ("MinAtar/Breakout-v0", "MinAtar/SpaceInvaders-v0"):      # C5/C6 on Atari-like tasks
         assert {a for a, e in cells if e == env} == {"acer", "acer-no-trunc", "acer-no-tr", "acer-no-retrace",
-                                                     "acer-no-replay", "sb3-a2c", "ppo", "sb3-ppo"}
+                                                     "acer-no-replay", "sb3-a2c", "ppo", "sb3-ppo",
+                                                     "acktr"}   # issue 19: ACKTR on MinAtar (conv K-FAC)
     cells = {(a, e) for a, e in cells if not e.startswith("MinAtar/")}
     for env in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"):
         assert {("ppo", env), ("trpo", env), ("npg", env), ("sb3-ppo", env), ("sb3-trpo", env), ("acktr", env)} <= cells
