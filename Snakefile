@@ -81,7 +81,7 @@ rule train:
             ([f"--eval-episodes {config['eval_episodes']}"] if "eval_episodes" in config else [])
             + ([f"--eval-freq {config['eval_freq'][run_of(wc).env]}"] if run_of(wc).env in config.get("eval_freq", {})
                else [])),
-        j_eval=lambda wc: MONO[d].args() if (d := f"{RESULTS}/runs/{wc.algo}/{wc.env}/{wc.seed}") in MONO else "",
+        j_eval=lambda wc: MONO[run_dir(wc)].args() if run_dir(wc) in MONO else "",
         python=PYTHON,
         compress=lambda wc, output: (f"if [ -f {Path(output.summary).parent}/progress.csv ]; then gzip -n -f "
                                      f"{Path(output.summary).parent}/progress.csv; fi"

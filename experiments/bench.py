@@ -30,13 +30,13 @@ from experiments.io import write_csv_atomic
 from experiments.runner import RunContext, git_commit, resolve_hyperparams, seed_everything
 
 SAME = {"norm_obs": False, "norm_reward": False}
+SB3_TRPO = {"n_envs": 1, "n_steps": 2048, "batch_size": 128, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95,
+            "n_critic_updates": 10, "cg_max_steps": 15, "target_kl": 0.01, **SAME}   # sb3-contrib TRPO's defaults
 PAIRS = [  # (ours, reference, shared overrides: SB3's defaults made explicit)
     ("ppo", "sb3-ppo", {"n_envs": 1, "n_steps": 2048, "batch_size": 64, "n_epochs": 10, "learning_rate": 3e-4,
                         "gamma": 0.99, "gae_lambda": 0.95, **SAME}),
-    ("trpo", "sb3-trpo", {"n_envs": 1, "n_steps": 2048, "batch_size": 128, "learning_rate": 1e-3, "gamma": 0.99,
-                          "gae_lambda": 0.95, "n_critic_updates": 10, "cg_max_steps": 15, "target_kl": 0.01, **SAME}),
-    ("npg", "sb3-trpo", {"n_envs": 1, "n_steps": 2048, "batch_size": 128, "learning_rate": 1e-3, "gamma": 0.99,
-                         "gae_lambda": 0.95, "n_critic_updates": 10, "cg_max_steps": 15, "target_kl": 0.01, **SAME}),
+    ("trpo", "sb3-trpo", SB3_TRPO),
+    ("npg", "sb3-trpo", SB3_TRPO),      # NPG: TRPO's direction without the line search, the same reference
     ("acer", None, {}),        # its own settings per env (no SB3 ACER); beside the raw env rate
     ("sb3-a2c", None, {}),     # ACER's comparator in claim C5, its own settings per env
 ]

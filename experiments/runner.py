@@ -187,10 +187,13 @@ class RunContext:
         if bad:
             raise Divergence(f"non-finite {', '.join(bad)} at step {step}")
         self._check_parameters(step)
-        if step >= self.next_eval:
+        due = step >= self.next_eval, bool(self.j_eval) and step >= self.next_j
+        if due[0]:
             self.evaluate(step)
-        if self.j_eval and step >= self.next_j:
+        if due[1]:
             self.evaluate_j(step)
+        if any(due):
+            self.flush()   # once, whichever streams evaluated
         if time.perf_counter() - self.last_checkpoint >= self.checkpoint_secs and step < self.total_steps:
             self.save_checkpoint()
         if self._bar is not None:
@@ -228,7 +231,6 @@ class RunContext:
                                                               len(self.eval_rows))})
         while self.next_eval <= step:
             self.next_eval += self.spec.eval_freq
-        self.flush()
 
     def evaluate_j(self, step: int) -> None:
         """Claim C3's stream: J(π) of the sampled policy, seeded exactly as a run whose only
@@ -237,7 +239,6 @@ class RunContext:
         self.j_rows.append({"step": int(step), **self._play(self.j_evaluator, True, len(self.j_rows))})
         while self.next_j <= step:
             self.next_j += self.j_eval[0]
-        self.flush()
 
     # --- checkpoints --------------------------------------------------------------------
     @property

@@ -38,62 +38,50 @@ def test_same_seed_same_numbers_and_the_factors_resume(tmp_path):
     assert outs[0] == outs[1]
 
 
-def test_natural_direction_is_kfac_on_linear_layers_and_the_gradient_elsewhere(tmp_path):
+def _last_direction(monkeypatch, tmp_path, env, steps, sets):
+    """Train briefly; return the summary, the algorithm and the last update's (g, Δ) with the
+    parameter index, as ``ACKTR.natural_direction`` saw and returned them."""
     from algorithms.acktr import ACKTR
-    from experiments.runner import RunContext
 
     captured = {}
     orig = ACKTR.natural_direction
 
     def spy(self, grads):
         out = orig(self, grads)
-        captured["grads"], captured["out"], captured["algo"] = grads, out, self
+        captured.update(grads=grads, out=out, algo=self)
         return out
-    ACKTR.natural_direction = spy
-    try:
-        execute("acktr", "Pendulum-v1", 0, 64, tmp_path / "r", SMALL, progress_bar=False)
-    finally:
-        ACKTR.natural_direction = orig
+    monkeypatch.setattr(ACKTR, "natural_direction", spy)
+    s = execute("acktr", env, 0, steps, tmp_path / "r", sets, progress_bar=False)
     algo = captured["algo"]
-    grads, out = captured["grads"], captured["out"]
-    idx = {id(p): i for i, p in enumerate(algo.params)}
+    return s, algo, captured["grads"], captured["out"], {id(p): i for i, p in enumerate(algo.params)}
+
+
+def _kfac_step(algo, grads, idx, m):
+    """The K-FAC step of layer m from the same gradients, computed directly."""
+    return algo.kfac.natural_gradient({l: (grads[idx[id(l.weight)]], grads[idx[id(l.bias)]])
+                                       for l in algo.kfac.layers})[m]
+
+
+def test_natural_direction_is_kfac_on_linear_layers_and_the_gradient_elsewhere(tmp_path, monkeypatch):
+    _, algo, grads, out, idx = _last_direction(monkeypatch, tmp_path, "Pendulum-v1", 64, SMALL)
     i_logstd = idx[id(algo.policy.pi.log_std)]
     assert torch.equal(out[i_logstd], grads[i_logstd])              # log σ: not in a linear layer
     m = algo.kfac.layers[0]
-    want = algo.kfac.natural_gradient({l: (grads[idx[id(l.weight)]], grads[idx[id(l.bias)]])
-                                       for l in algo.kfac.layers})[m]
+    want = _kfac_step(algo, grads, idx, m)
     assert torch.allclose(out[idx[id(m.weight)]], want[0]) and torch.allclose(out[idx[id(m.bias)]], want[1])
     assert not torch.allclose(out[idx[id(m.weight)]], grads[idx[id(m.weight)]])
-    assert RunContext is not None
 
 
-def test_a_cnn_policy_gets_the_kfac_step_on_its_convolution_too(tmp_path):
+def test_a_cnn_policy_gets_the_kfac_step_on_its_convolution_too(tmp_path, monkeypatch):
     """MinAtar's 3×3 conv trunk is Kronecker-factored (KFC): its step is the factored one, not g."""
     from torch import nn
-
-    from algorithms.acktr import ACKTR
-
-    captured = {}
-    orig = ACKTR.natural_direction
-
-    def spy(self, grads):
-        out = orig(self, grads)
-        captured["grads"], captured["out"], captured["algo"] = grads, out, self
-        return out
-    ACKTR.natural_direction = spy
-    try:
-        s = execute("acktr", "MinAtar/Breakout-v0", 0, 80, tmp_path / "r", {"n_envs": 2, "n_steps": 20},
-                    progress_bar=False)
-    finally:
-        ACKTR.natural_direction = orig
+    s, algo, grads, out, idx = _last_direction(monkeypatch, tmp_path, "MinAtar/Breakout-v0", 80,
+                                               {"n_envs": 2, "n_steps": 20})
     assert s["status"] == "ok"
-    algo, grads, out = captured["algo"], captured["grads"], captured["out"]
     convs = [m for m in algo.kfac.layers if isinstance(m, nn.Conv2d)]
     assert len(convs) == 1
-    idx = {id(p): i for i, p in enumerate(algo.params)}
     c = convs[0]
-    want = algo.kfac.natural_gradient({m: (grads[idx[id(m.weight)]], grads[idx[id(m.bias)]])
-                                       for m in algo.kfac.layers})[c]
+    want = _kfac_step(algo, grads, idx, c)
     assert torch.allclose(out[idx[id(c.weight)]], want[0]) and torch.allclose(out[idx[id(c.bias)]], want[1])
     assert not torch.allclose(out[idx[id(c.weight)]], grads[idx[id(c.weight)]])
 

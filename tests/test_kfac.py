@@ -107,16 +107,22 @@ class _Head(nn.Module):
         return f
 
 
+def _linear_twin(conv: nn.Conv2d) -> nn.Linear:
+    """The linear layer with the conv's weights as a C_out × C_in·k_h·k_w matrix and its bias."""
+    lin = nn.Linear(conv.weight[0].numel(), conv.out_channels)
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.reshape(conv.out_channels, -1))
+        lin.bias.copy_(conv.bias)
+    return lin
+
+
 def test_conv_factors_are_the_linear_layers_when_the_kernel_covers_the_input():
     """|T| = 1: a conv whose kernel is its whole input IS a linear layer on the flattened input
     (unfold order C_in, k_h, k_w = NCHW flattening): same factors, same natural step."""
     from algorithms.core.kfac import KFACFisher
     torch.manual_seed(0)
     conv = nn.Conv2d(2, 4, 3)
-    lin = nn.Linear(18, 4)
-    with torch.no_grad():
-        lin.weight.copy_(conv.weight.reshape(4, 18))
-        lin.bias.copy_(conv.bias)
+    lin = _linear_twin(conv)
     net_c = _Head(conv, 4)
     net_l = _Head(nn.Sequential(nn.Flatten(), lin), 4)
     net_l.head.load_state_dict(net_c.head.state_dict())
@@ -141,10 +147,7 @@ def test_conv_factors_of_a_1x1_conv_are_the_per_position_linear_layers_times_T()
     from algorithms.core.kfac import KFACFisher
     torch.manual_seed(1)
     conv = nn.Conv2d(3, 5, 1)
-    lin = nn.Linear(3, 5)
-    with torch.no_grad():
-        lin.weight.copy_(conv.weight.reshape(5, 3))
-        lin.bias.copy_(conv.bias)
+    lin = _linear_twin(conv)
     H = W = 4
     net_c = _Head(conv, 5 * H * W)
     net_l = _Head(lin, 5 * H * W, to_nchw=lambda y: y.permute(0, 3, 1, 2))

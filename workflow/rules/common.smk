@@ -11,8 +11,12 @@ from pathlib import Path
 PYTHON = Path(sys.executable)
 
 
+def run_dir(wc):
+    return f"{RESULTS}/runs/{wc.algo}/{wc.env}/{wc.seed}"
+
+
 def run_of(wc):
-    return RUNS[f"{RESULTS}/runs/{wc.algo}/{wc.env}/{wc.seed}"]
+    return RUNS[run_dir(wc)]
 
 
 def run_set_args(wc):
