@@ -86,8 +86,8 @@ def _learning_curves(curves: pd.DataFrame, catalog: Any, path: str | Path, cfg: 
                 ls = "--" if algo.startswith("sb3-") or algo == REFERENCE.get(algos[0]) else "-"
                 ax.plot(b["step"], b["mean"], ls=ls, c=pal[algo], lw=1.6)
                 ax.fill_between(b["step"], b["lo"], b["hi"], color=pal[algo], alpha=0.2, lw=0)
-                handles.setdefault(f"{algo} (n={int(b['n'].max())})",
-                                   Line2D([], [], c=pal[algo], lw=1.6, ls="--" if algo.startswith("sb3-") else "-"))
+                dash = "--" if algo.startswith("sb3-") else "-"
+                handles.setdefault(algo, Line2D([], [], c=pal[algo], lw=1.6, ls=dash))
             if np.isfinite(thr):
                 handles.setdefault("env threshold", ax.axhline(thr, ls=":", c="k", lw=1))
             ax.set_title(f"{env}: {title}" if i == 0 else env, fontsize=8)
@@ -95,7 +95,10 @@ def _learning_curves(curves: pd.DataFrame, catalog: Any, path: str | Path, cfg: 
             ax.set_xlabel("environment steps" if i == len(envs) - 1 else "", fontsize=8)
             ax.set_ylabel("eval return" if j == 0 else "", fontsize=8)
     fig.suptitle("Learning curves: mean over seeds, 95% bootstrap band; solid ours, dashed its reference", y=1.0)
-    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    n = band.groupby(["algo", "env"])["n"].max().groupby("algo").agg(["min", "max"])   # seeds: range over envs
+    labels = [k if k not in n.index else f"{k} (n={n.at[k, 'min']})" if n.at[k, "min"] == n.at[k, "max"]
+              else f"{k} (n={n.at[k, 'min']}–{n.at[k, 'max']})" for k in handles]
+    fig.legend(list(handles.values()), labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 

@@ -2,16 +2,17 @@
 scores (x − random) / (threshold − random) of ``envs.yaml``:
 
 - performance profiles: for each τ, the fraction of runs (over all envs) whose final normalised
-  score exceeds τ, with stratified-bootstrap bands (``rly.create_performance_profile``);
+  score exceeds τ (``rly.run_score_deviation``);
 - IQM sample-efficiency curves: at each fraction of the budget, the interquartile mean over runs
-  and envs of the normalised eval return, with stratified-bootstrap CIs
-  (``rly.get_interval_estimates``, ``metrics.aggregate_iqm``).
+  and envs of the normalised eval return (``metrics.aggregate_iqm``).
 
-Both use the tables' bootstrap (``claims.yaml: bootstrap``): the same number of resamples and
-seed as every other interval of the report. rliable needs the same envs for every algorithm
-and the same number of runs per env: an algorithm is shown on the envs every shown algorithm
-ran (ACER, absent from InvertedPendulum-v5 in the default matrix, is then left out), with the
-seeds all of them have.
+Point estimates come from rliable's functions; every band is the report's one stratified
+bootstrap (``analysis.stats.stratified_bootstrap``, strata = envs) with the resamples,
+confidence and seed of ``claims.yaml: bootstrap``, as for every other interval of the report.
+rliable needs the same envs for every algorithm and the same number of runs per env *within* an
+algorithm: an algorithm is shown on the envs every shown algorithm ran (ACER, absent from
+InvertedPendulum-v5 in the default matrix, is then left out), with every seed it ran on all of
+them (10 for ppo and trpo, 3 for a reference that only describes; n in the legend).
 """
 from __future__ import annotations
 
@@ -31,17 +32,17 @@ GRID = 20   # points of the sample-efficiency curve, as fractions of each env's 
 
 def score_matrices(frame: pd.DataFrame, value: str, algos: Sequence[str] | None = None
                    ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """{algo: (runs × envs) array of ``value``} over the envs every algorithm has, with the seeds
-    every (algo, env) has; the envs used."""
+    """{algo: (runs × envs) array of ``value``} over the envs every algorithm has; each algorithm
+    keeps every seed it ran on all of those envs (rliable compares algorithms with different
+    numbers of runs: a 10-seed algorithm is not cut to a 3-seed reference's seeds). The envs used."""
     d = frame.dropna(subset=[value])
     algos = list(algos or sorted(d["algo"].unique()))
     envs = sorted(set.intersection(*(set(d.loc[d["algo"] == a, "env"]) for a in algos))) if algos else []
     if not envs:
         return {}, []
-    seeds = set.intersection(*(set(d.loc[(d["algo"] == a) & (d["env"] == e), "seed"]) for a in algos for e in envs))
-    seeds = sorted(seeds)
     out = {}
     for a in algos:
+        seeds = sorted(set.intersection(*(set(d.loc[(d["algo"] == a) & (d["env"] == e), "seed"]) for e in envs)))
         g = d[(d["algo"] == a) & d["env"].isin(envs) & d["seed"].isin(seeds)]
         out[a] = g.pivot_table(index="seed", columns="env", values=value, aggfunc="mean")[envs].to_numpy(float)
     return out, envs
@@ -95,13 +96,13 @@ def profiles_and_curves(metrics: pd.DataFrame, curves: pd.DataFrame, catalog: An
             iqm[a].append(float(rmetrics.aggregate_iqm(mats[a])))
             iqm_ci[a].append(boot(mats[a], stat_iqm()))
     _draw(prof, prof_ci, taus, np.array(kept), {a: np.array(v) for a, v in iqm.items()},
-          {a: np.array(v).T for a, v in iqm_ci.items()}, algos, envs, len(next(iter(finals.values()))), path)
+          {a: np.array(v).T for a, v in iqm_ci.items()}, algos, envs, {a: len(finals[a]) for a in algos}, path)
 
 
 @_figure
 def _draw(prof: Mapping[str, np.ndarray], prof_ci: Mapping[str, np.ndarray], taus: np.ndarray, fracs: np.ndarray,
           iqm: Mapping[str, np.ndarray], iqm_ci: Mapping[str, np.ndarray], algos: Sequence[str], envs: Sequence[str],
-          n_runs: int, path: str | Path) -> None:
+          n_runs: Mapping[str, int], path: str | Path) -> None:
     import matplotlib.pyplot as plt
     from rliable import plot_utils
 
@@ -117,9 +118,9 @@ def _draw(prof: Mapping[str, np.ndarray], prof_ci: Mapping[str, np.ndarray], tau
                                                 ylabel="IQM of normalised eval return", labelsize="medium",
                                                 ticklabelsize="small")
     axes[1].set_title("IQM sample-efficiency curves (rliable)", fontsize=10)
-    axes[1].legend(handles=[plt.Line2D([], [], c=pal[a], lw=2, label=a) for a in algos], loc="center left",
-                   bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.suptitle(f"Across {len(envs)} envs ({', '.join(envs)}) × {n_runs} runs each; 95% stratified-bootstrap "
+    lines = [plt.Line2D([], [], c=pal[a], lw=2, label=f"{a} (n={n_runs[a]})") for a in algos]
+    axes[1].legend(handles=lines, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    fig.suptitle(f"Across {len(envs)} envs ({', '.join(envs)}); n runs per env and algorithm; 95% stratified-bootstrap "
                  "bands (claims.yaml bootstrap: resamples and seed)", fontsize=9)
     fig.tight_layout()
     _save(fig, path)

@@ -503,14 +503,15 @@ def test_provenance_page_counts_runs_and_core_hours_per_commit(tmp_path):
     assert ">aaa<" in text and "not recorded" in text and "2026-11-26T11:00:00Z" in text
 
 
-def test_rliable_score_matrices_keep_common_envs_and_seeds(tmp_path):
+def test_rliable_score_matrices_keep_common_envs_and_each_algorithms_seeds(tmp_path):
     from analysis import figures_rliable
     rows = [{"algo": a, "env": e, "seed": s, "v": float(10 * i + s)}
             for i, (a, e) in enumerate([("p", "A"), ("p", "B"), ("q", "A"), ("q", "B"), ("q", "C")])
             for s in range(3 if a == "p" else 4)]
     mats, envs = figures_rliable.score_matrices(pd.DataFrame(rows), "v")
-    assert envs == ["A", "B"] and mats["p"].shape == mats["q"].shape == (3, 2)    # C: q only; seed 3: q only
-    assert mats["q"][:, 1].tolist() == [30.0, 31.0, 32.0]
+    assert envs == ["A", "B"]                                 # C: q only
+    assert mats["p"].shape == (3, 2) and mats["q"].shape == (4, 2)    # q keeps its 4th seed
+    assert mats["q"][:, 1].tolist() == [30.0, 31.0, 32.0, 33.0]
 
 
 def test_rliable_figure_is_drawn_from_the_snapshot_metrics(tmp_path, root):
