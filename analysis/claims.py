@@ -164,16 +164,15 @@ def kl_part(updates: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Part:
             )
 
 
-def robustness(
+def robustness_strata(
     sweep_metrics: pd.DataFrame, algo: str, col: str, cfg: Mapping[str, Any], min_runs: int = 1
-) -> tuple[stats.Estimate | None, str]:
-    """R = mean over grid points of the mean (clipped ≥ 0) score / the best grid point's, bootstrap
-    over seeds within each grid point.
+) -> tuple[list[np.ndarray], int | None, str]:
+    """(the held-out scores (clipped ≥ 0) of each grid point, the index of the selected best point or
+    None, why there are none): what ``robustness`` bootstraps.
 
     With ``C4.select_seeds`` the best grid point is *selected* on those seeds and every grid point is
     *scored* on the others (held out), so that R is not biased up by picking the luckiest setting on
-    the seeds that also score it: R = mean_s score(s) / score(ŝ), ŝ = argmax of the selection seeds'
-    mean, scores and bootstrap on the held-out seeds only."""
+    the seeds that also score it."""
     m = sweep_metrics[(sweep_metrics["algo"] == algo) & sweep_metrics["used"] & sweep_metrics[col].notna()]
     select = set(int(s) for s in (cfg.get("C4", {}) or {}).get("select_seeds", []) or [])
     best_setting = None
@@ -181,15 +180,19 @@ def robustness(
         sel = m[m["seed"].astype(int).isin(select)]
         m = m[~m["seed"].astype(int).isin(select)]
         if sel.empty:
-            return None, f"no sweep runs of {algo} on the selection seeds {sorted(select)}"
+            return [], None, f"no sweep runs of {algo} on the selection seeds {sorted(select)}"
         best_setting = sel.groupby("setting")[col].mean().idxmax()
     groups = {k: np.clip(g[col].to_numpy(float), 0, None) for k, g in m.groupby("setting", sort=True)}
     groups = {k: v for k, v in groups.items() if len(v) >= min_runs}
     if len(groups) < 2 or (best_setting is not None and best_setting not in groups):
-        return None, f"fewer than 2 sweep settings of {algo} with ≥ {min_runs} usable held-out runs"
+        return [], None, f"fewer than 2 sweep settings of {algo} with ≥ {min_runs} usable held-out runs"
     keys = list(groups)
-    strata = [groups[k] for k in keys]
-    ib = keys.index(best_setting) if best_setting is not None else None
+    return [groups[k] for k in keys], (keys.index(best_setting) if best_setting is not None else None), ""
+
+
+def robustness_estimate(strata: list[np.ndarray], ib: int | None, cfg: Mapping[str, Any]) -> stats.Estimate:
+    """R = mean over grid points of the mean score / the best grid point's (the selected one, ``ib``,
+    or the best of the resample), bootstrap over seeds within each grid point."""
 
     def stat(r: stats.Resampled) -> np.ndarray:
         means = np.stack([a.mean(axis=1) for a in r["x"]], axis=1)  # reps × settings
@@ -197,7 +200,15 @@ def robustness(
         return np.where(best > 0, means.mean(axis=1) / np.where(best > 0, best, 1.0), 0.0)
 
     b = stats.BootstrapCfg.from_cfg(cfg)
-    return stats.stratified_bootstrap({"x": strata}, stat, b.n_boot, b.confidence, b.seed), ""
+    return stats.stratified_bootstrap({"x": strata}, stat, b.n_boot, b.confidence, b.seed)
+
+
+def robustness(
+    sweep_metrics: pd.DataFrame, algo: str, col: str, cfg: Mapping[str, Any], min_runs: int = 1
+) -> tuple[stats.Estimate | None, str]:
+    """R of ``algo`` on its sweep (``robustness_strata``, ``robustness_estimate``), or why not."""
+    strata, ib, why = robustness_strata(sweep_metrics, algo, col, cfg, min_runs)
+    return (robustness_estimate(strata, ib, cfg), "") if strata else (None, why)
 
 
 def robustness_part(sweep_metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Part:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.stats import BootstrapCfg, Estimate
 from analysis.verdicts import (
     INCONCLUSIVE,
     NOT_SUPPORTED,
@@ -168,22 +169,40 @@ def _iters(n: float, budget: float) -> str:
 
 
 
-def convergence_rate(sampled: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """−slope of log(median Fisher-norm error) on log N, pooled over policies and seeds, with a
-    percentile-bootstrap 95 % interval resampling seeds (the same seeds for every N and policy, so
-    that one draw is one set of independent repetitions of the experiment)."""
+def error_cube(sampled: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds × N × policies array of the Fisher-norm error, the sample sizes N)."""
     t = sampled.pivot_table(index="seed", columns=["n_samples", "problem", "theta"], values="f_rel_err")
     ns = np.array(sorted(set(t.columns.get_level_values(0))), dtype=float)
-    x = np.stack([t[n].to_numpy() for n in ns], 1)          # seeds × N × policies
+    return np.stack([t[n].to_numpy() for n in ns], 1), ns
 
-    def rate(rows: np.ndarray) -> float:
-        med = np.median(x[rows].transpose(1, 0, 2).reshape(len(ns), -1), axis=1)
-        return float(-np.polyfit(np.log(ns), np.log(np.maximum(med, 1e-12)), 1)[0])
 
-    rng = np.random.default_rng(seed)
-    k = len(x)
-    boots = [rate(rng.integers(0, k, k)) for _ in range(n_boot)]
-    return rate(np.arange(k)), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+def rates(x: np.ndarray, ns: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """r = −slope of log(median error) on log N for each row of seed indices ``rows`` (B × k), the
+    median pooled over the chosen seeds and all policies (least squares, vectorised over B)."""
+    sub = x[rows]                                                    # B × k × N × policies
+    med = np.median(sub.transpose(0, 2, 1, 3).reshape(len(rows), len(ns), -1), axis=2)
+    lx = np.log(ns) - np.log(ns).mean()
+    return -(np.log(np.maximum(med, 1e-12)) @ lx) / (lx @ lx)
+
+
+def rate_estimate(x: np.ndarray, ns: np.ndarray, seeds: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                  confidence: float = 0.95) -> Estimate:
+    """r on the seeds ``seeds`` (indices into x) with a percentile-bootstrap interval resampling them
+    (the same seeds for every N and policy: one draw is one set of independent repetitions)."""
+    seeds = np.asarray(seeds, dtype=int)
+    k = len(seeds)
+    boots = rates(x, ns, seeds[np.random.default_rng(seed).integers(0, k, (n_boot, k))])
+    a = 50 * (1 - confidence)
+    lo, hi = np.percentile(boots, [a, 100 - a])
+    return Estimate(float(rates(x, ns, seeds[None])[0]), float(lo), float(hi), {"seeds": k})
+
+
+def convergence_rate(sampled: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """−slope of log(median Fisher-norm error) on log N, pooled over policies and seeds, with a
+    percentile-bootstrap 95 % interval resampling seeds."""
+    x, ns = error_cube(sampled)
+    e = rate_estimate(x, ns, np.arange(len(x)), n_boot, seed)
+    return e.point, e.lo, e.hi
 
 
 def claim_c7(compat: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
@@ -211,7 +230,8 @@ def claim_c7(compat: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
                  "" if v == SUPPORTED else f"relative error {_fmt(err)} > {tol:g}")
     if sm.empty:
         return Claim("C7", [exact, missing_part("sampled", m_rate, t_rate, "no sampled rows")])
-    r, lo, hi = convergence_rate(sm)
+    b = BootstrapCfg.from_cfg(cfg)
+    r, lo, hi = convergence_rate(sm, b.n_boot, b.seed)
     v = judge(lo, hi, sup, ref)
     meds = sm.groupby("n_samples")["f_rel_err"].median()
     used = (f"{sm['seed'].nunique()} seeds × {len(sm.groupby(['problem', 'theta']))} policies; median error "

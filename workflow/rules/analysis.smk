@@ -241,12 +241,16 @@ _CAL_SCORES = str(Path(workflow.basedir, ANALYSIS_CFG.get("calibration", {}).get
 
 rule calibration:
     """A/A false-verdict rate and minimum detectable effect of every claim's test at this matrix's design
-    (analysis/calibrate.py; simulated scores resampled from the committed snapshot's per-run metrics)."""
+    (analysis/calibrate.py; simulated scores resampled from the committed snapshot's per-run metrics;
+    the one-sample parts by the double bootstrap of this matrix's sweep and toy, analysis/double_bootstrap.py)."""
     input:
         # the committed snapshot's per-run metrics; without them (a bare copy), this matrix's own
         scores=_CAL_SCORES if Path(_CAL_SCORES).exists() else f"{_T}/run_metrics.csv",
         thresholds=str(Path(workflow.basedir, "experiments/config/claims.yaml")),
         **({"monotonic": MONO_CSV} if MONO_CSV else {}),
+        # the one-sample parts (C4's robustness, C7's sampled rate): double bootstrap of their own data
+        **({"sweeps": SWEEPS_CSV} if SWEEPS else {}),
+        **({"compatible": TOY_INPUTS["compatible"]} if TOYS_ON else {}),
     output:
         csv=report(f"{_T}/calibration.csv", caption=_cap("claims"), category=_CAT_CLAIMS, subcategory="Downloads"),
     params:
