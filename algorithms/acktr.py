@@ -15,11 +15,23 @@ the Gauss-Newton Fisher of a Gaussian on V (targets V + ε, ε ~ N(0, 1), scaled
 
 The step is scaled to a KL trust region on the quadratic model, ½ η² Δᵀ F̂ Δ = ½ η² gᵀΔ:
 
-    η = α · min(1, √(δ_KL / (α² gᵀΔ))),    θ ← θ − v,   v ← μ v + η Δ
+    s = min(1, √(δ_KL / (α² gᵀΔ))),    v ← μ v + s Δ,    θ ← θ − α (1 − μ) v
 
-(α the learning rate, δ_KL = ``kl_clip``, μ the momentum), as Baselines' KfacOptimizer does.
+(α the learning rate, δ_KL = ``kl_clip``, μ the momentum), as Baselines' KfacOptimizer does (a TF
+MomentumOptimizer at rate α(1 − μ): in a steady direction the step tends to α s Δ, not α s Δ / (1 − μ)).
+With ``critic_kl_clip`` > 0 (Baselines' ``acktr_cont``, whose policy and value networks have one
+KfacOptimizer each: clip_kl 0.01 and 0.3) the actor's parameters get s from their own gᵀΔ against
+δ_KL and the critic's from theirs against ``critic_kl_clip`` — the critic's Gauss-Newton "KL" no
+longer spends the policy's trust region; with 0 (Baselines' ``acktr``: one network, one optimizer)
+one s for all. With ``kl_target`` > 0 (``acktr_cont``, the MuJoCo entry) α itself follows the KL measured
+after each update, KL(π_old ‖ π_new) on the batch:
+
+    α ← α / 1.5  if KL > 2 kl_target;    α ← 1.5 α  if KL < kl_target / 2;    α ∈ [10⁻⁸, 1].
+
 Simplifications, stated: the inverses are recomputed every update (Baselines: every 10 updates,
-asynchronously), and convolution layers are not factored.
+asynchronously); ``acktr_cont``'s first ("cold") update at α(1 − μ), and its value network's own
+inputs, rate (0.001) and 25 K-FAC steps per batch are not reproduced: the critic here takes one step
+per update at the actor's α, inside its own KL budget, as the rest of the suite's actor-critics.
 """
 from __future__ import annotations
 
@@ -50,6 +62,8 @@ class ACKTRConfig(BaseConfig):
     damping: float = 0.01                  # λ_d, split √λ_d on each Kronecker factor
     stats_decay: float = 0.95              # running average of the factors
     momentum: float = 0.9                  # μ
+    kl_target: float = 0.0                 # > 0: adapt α to the measured KL (Baselines acktr_cont); 0: off
+    critic_kl_clip: float = 0.0            # > 0: the critic's own δ (acktr_cont: 0.3); 0: one joint region
     log_std_init: float = 0.0
 
     def validate(self) -> None:
@@ -57,6 +71,10 @@ class ACKTRConfig(BaseConfig):
             raise ConfigError("lr_schedule must be 'constant' or 'linear'")
         if not (self.kl_clip > 0 and self.damping > 0 and 0 <= self.stats_decay < 1 and 0 <= self.momentum < 1):
             raise ConfigError("need kl_clip > 0, damping > 0, 0 ≤ stats_decay < 1, 0 ≤ momentum < 1")
+        if self.critic_kl_clip < 0:
+            raise ConfigError("critic_kl_clip must be ≥ 0 (0: one trust region for actor and critic)")
+        if self.kl_target < 0:
+            raise ConfigError("kl_target must be ≥ 0 (0: a fixed or scheduled α)")
 
 
 class ACKTR(OnPolicyActorCritic):
@@ -68,10 +86,16 @@ class ACKTR(OnPolicyActorCritic):
         self.params = list(self.policy.parameters())
         self.kfac = KFACFisher(self.policy, damping=cfg.damping, decay=cfg.stats_decay)
         self.velocity = [torch.zeros_like(p) for p in self.params]
+        self.alpha_scale = 1.0           # the KL adaptation's factor on α (kl_target > 0), checkpointed
+        critic = {id(p) for n, p in self.policy.named_parameters() if n.startswith(("v_trunk.", "v."))}
+        if cfg.critic_kl_clip > 0 and self.policy.share:
+            raise ConfigError("critic_kl_clip > 0 needs separate actor and critic networks (share_trunk off)")
+        self.is_critic = [id(p) in critic for p in self.params]
 
     def state_dict(self) -> dict:
         idx = {m: i for i, m in enumerate(self.kfac.layers)}
         return {"policy": self.policy.state_dict(), "velocity": self.velocity, "step": self.step,
+                "alpha_scale": self.alpha_scale,
                 "A": {idx[m]: a for m, a in self.kfac.A.items()}, "G": {idx[m]: g for m, g in self.kfac.G.items()}}
 
     def load_state_dict(self, s: dict) -> None:
@@ -79,6 +103,7 @@ class ACKTR(OnPolicyActorCritic):
         dev = self.run.device
         self.velocity = [v.to(dev) for v in s["velocity"]]
         self.step = s["step"]
+        self.alpha_scale = float(s.get("alpha_scale", 1.0))
         self.kfac.A = {self.kfac.layers[i]: a.to(dev) for i, a in s["A"].items()}
         self.kfac.G = {self.kfac.layers[i]: g.to(dev) for i, g in s["G"].items()}
 
@@ -113,7 +138,8 @@ class ACKTR(OnPolicyActorCritic):
         while self.step < run.total_steps:
             buf.collect(pi)
             self.step += per_update
-            lr = cfg.learning_rate * (self.remaining(self.step) if cfg.lr_schedule == "linear" else 1.0)
+            lr = cfg.learning_rate * self.alpha_scale * (self.remaining(self.step) if cfg.lr_schedule == "linear"
+                                                         else 1.0)
             A, R = buf.advantages(cfg.gamma, cfg.gae_lambda)
             obs, act, v_old, A, R = buf.flat(buf.obs, buf.actions, buf.values, A, R)
             if cfg.normalize_advantage and len(A) > 1:
@@ -128,17 +154,30 @@ class ACKTR(OnPolicyActorCritic):
             loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
             grads = torch.autograd.grad(loss, self.params)
             delta = self.natural_direction(list(grads))
-            g_delta = float(sum((g * d).sum() for g, d in zip(grads, delta, strict=True)))   # gᵀF̂⁻¹g
-            vFv = lr ** 2 * g_delta
+            gd = [float((g * d).sum()) for g, d in zip(grads, delta, strict=True)]     # gᵀF̂⁻¹g per tensor
+            if cfg.critic_kl_clip > 0:
+                vFv = lr ** 2 * sum(x for x, c in zip(gd, self.is_critic, strict=True) if not c)
+                vFv_c = lr ** 2 * sum(x for x, c in zip(gd, self.is_critic, strict=True) if c)
+                scale_c = min(1.0, (cfg.critic_kl_clip / vFv_c) ** 0.5) if vFv_c > 0 else 1.0
+            else:
+                vFv = lr ** 2 * sum(gd)
             scale = min(1.0, (cfg.kl_clip / vFv) ** 0.5) if vFv > 0 else 1.0
+            if cfg.critic_kl_clip <= 0:
+                scale_c = scale
             old = dist.detach()                                       # π_old: the loss's forward, before the step
             with torch.no_grad():
-                for p, vel, d in zip(self.params, self.velocity, delta, strict=True):
-                    vel.mul_(cfg.momentum).add_(d, alpha=lr * scale)
-                    p.sub_(vel)
+                for p, vel, d, c in zip(self.params, self.velocity, delta, self.is_critic, strict=True):
+                    vel.mul_(cfg.momentum).add_(d, alpha=scale_c if c else scale)
+                    p.sub_(vel, alpha=lr * (1 - cfg.momentum))
                 kl = float(old.kl(pi.dist(obs)).mean())               # KL(π_old ‖ π_new), measured
+            if cfg.kl_target > 0:                                     # α for the next update (acktr_cont)
+                if kl > 2 * cfg.kl_target:
+                    self.alpha_scale = max(1e-8 / cfg.learning_rate, self.alpha_scale / 1.5)
+                elif kl < cfg.kl_target / 2:
+                    self.alpha_scale = min(1.0 / cfg.learning_rate, self.alpha_scale * 1.5)
             run.log_update(self.step, {
                 "pg_loss": float(pg_loss.detach()), "value_loss": float(v_loss.detach()),
                 "entropy": float(entropy.detach()),
-                "kl": kl, "kl_model": 0.5 * vFv * scale ** 2, "step_scale": scale, "learning_rate": lr,
+                "kl": kl, "kl_model": 0.5 * vFv * scale ** 2, "step_scale": scale,
+                "critic_step_scale": scale_c, "learning_rate": lr,
                 "damping": cfg.damping, "explained_variance": explained_variance(v_old, R)})

@@ -26,8 +26,58 @@ def test_every_step_is_scaled_into_the_kl_budget_of_its_quadratic_model(tmp_path
     for r in rows:
         assert float(r["kl_model"]) <= 0.5 * clip * (1 + 1e-9)
         assert 0 < float(r["step_scale"]) <= 1
-        assert np.isfinite(float(r["kl"])) and float(r["kl"]) >= 0
+        assert np.isfinite(float(r["kl"])) and float(r["kl"]) >= -1e-6        # ≥ 0 up to float32 rounding
     assert any(float(r["step_scale"]) < 1 for r in rows)          # the trust region binds somewhere
+
+
+def test_alpha_follows_the_measured_kl_as_acktr_cont_adapts_it(tmp_path):
+    """kl_target > 0 (the MuJoCo entry): the α each update logs is the previous one ÷ 1.5 after a KL
+    above 2·kl_target, × 1.5 after one below kl_target / 2, unchanged between — recomputed from the
+    logged KLs; and the adaptation survives a resume (α is checkpointed)."""
+    sets = {**SMALL, "kl_target": 0.002, "kl_clip": 0.01, "learning_rate": 0.03, "lr_schedule": "constant"}
+    s = execute("acktr", "Pendulum-v1", 0, 4000, tmp_path / "r", sets, progress_bar=False)
+    assert s["status"] == "ok", s.get("error")
+    rows = _rows(tmp_path / "r" / "progress.csv")
+    alpha, moves = 0.03, set()
+    for r in rows:
+        assert float(r["learning_rate"]) == pytest.approx(alpha, rel=1e-9)
+        kl = float(r["kl"])
+        f = 1 / 1.5 if kl > 0.004 else 1.5 if kl < 0.001 else 1.0
+        moves.add(f)
+        alpha = min(1.0, max(1e-8, alpha * f))
+    assert moves != {1.0}                                          # α did move
+
+
+def test_the_update_is_baselines_momentum_at_rate_alpha_times_one_minus_mu(monkeypatch, tmp_path):
+    """θ_new = θ − α(1 − μ)(μ v + s Δ), recomputed from the parameters and velocity saved just before the
+    last update, its direction Δ and the step scale s and α it logged."""
+    from algorithms.acktr import ACKTR
+
+    saved = {}
+    orig = ACKTR.natural_direction
+
+    def spy(self, grads):
+        out = orig(self, grads)
+        saved.update(theta=[p.detach().clone() for p in self.params], v=[v.clone() for v in self.velocity],
+                     delta=[d.clone() for d in out], algo=self)
+        return out
+    monkeypatch.setattr(ACKTR, "natural_direction", spy)
+    execute("acktr", "Pendulum-v1", 1, 1024, tmp_path / "r", SMALL, progress_bar=False)
+    last = _rows(tmp_path / "r" / "progress.csv")[-1]
+    lr, sc, mu = float(last["learning_rate"]), float(last["step_scale"]), ACKTRConfig().momentum
+    algo = saved["algo"]
+    for th, v, d, p in zip(saved["theta"], saved["v"], saved["delta"], algo.params, strict=True):
+        torch.testing.assert_close(p.detach(), th - lr * (1 - mu) * (mu * v + sc * d), rtol=1e-5, atol=1e-7)
+    assert any(v.abs().sum() > 0 for v in saved["v"])                # momentum is in play
+
+
+def test_the_adapted_alpha_is_checkpointed(monkeypatch, tmp_path):
+    sets = {**SMALL, "kl_target": 0.002, "learning_rate": 0.03, "lr_schedule": "constant"}
+    _, algo, *_ = _last_direction(monkeypatch, tmp_path / "a", "Pendulum-v1", 2048, sets)
+    _, fresh, *_ = _last_direction(monkeypatch, tmp_path / "b", "Pendulum-v1", 64, sets)
+    assert algo.alpha_scale != 1.0 and fresh.alpha_scale != algo.alpha_scale
+    fresh.load_state_dict(algo.state_dict())
+    assert fresh.alpha_scale == algo.alpha_scale
 
 
 def test_same_seed_same_numbers_and_the_factors_resume(tmp_path):
@@ -100,3 +150,19 @@ def test_acktr_learns_inverted_pendulum(tmp_path):
     s = execute("acktr", "InvertedPendulum-v5", 0, 60_000, tmp_path / "r", {}, progress_bar=False)
     best = max(float(r["return_mean"]) for r in _rows(tmp_path / "r" / "eval.csv"))
     assert s["status"] == "ok" and best >= 500, best
+
+
+def test_actor_and_critic_each_get_their_own_trust_region(monkeypatch, tmp_path):
+    """critic_kl_clip > 0 (acktr_cont's two optimizers): the logged actor scale is recomputed from the
+    actor's parameters alone, min(1, √(δ_KL / (α² g_πᵀΔ_π))), the critic's from its own against its δ."""
+    sets = {**SMALL, "kl_clip": 0.01, "critic_kl_clip": 0.3, "learning_rate": 0.5, "lr_schedule": "constant"}
+    s, algo, grads, delta, _ = _last_direction(monkeypatch, tmp_path, "Pendulum-v1", 1024, sets)
+    last = _rows(tmp_path / "r" / "progress.csv")[-1]
+    lr = float(last["learning_rate"])
+    gd = [float((g * d).sum()) for g, d in zip(grads, delta)]
+    actor = sum(x for x, c in zip(gd, algo.is_critic) if not c)
+    critic = sum(x for x, c in zip(gd, algo.is_critic) if c)
+    assert 0 < sum(algo.is_critic) < len(algo.is_critic)
+    assert float(last["step_scale"]) == pytest.approx(min(1.0, (0.01 / (lr ** 2 * actor)) ** 0.5), rel=1e-5)
+    assert float(last["critic_step_scale"]) == pytest.approx(min(1.0, (0.3 / (lr ** 2 * critic)) ** 0.5), rel=1e-5)
+    assert float(last["step_scale"]) < 1                              # the actor's region binds at α 0.5
