@@ -236,7 +236,8 @@ def calibrate(config: Mapping[str, Any], cfg: Mapping[str, Any], metrics: pd.Dat
         rows.append({**row, **c, "design": f"{len(design)} envs ({design_txt} runs)",
                      "calibrated": c["false_verdict_rate"] <= nominal + 2 * c["false_verdict_se"],
                      "mde": shift + delta})  # fmt: skip
-    rows += one_sample_rows(cfg, sweeps, compatible, n_sim, seed, power, nominal)
+    one_sided = 1 - stats.BootstrapCfg.from_cfg(cfg).confidence     # their intervals' level, not the permutation's
+    rows += one_sample_rows(cfg, sweeps, compatible, n_sim, seed, power, one_sided)
     for (claim, part), why in UNCALIBRATED_PARTS.items():
         rows.append({"claim": claim, "part": part, "design": why, "n_sim": 0, "nominal": nominal,
                      "calibrated": True, "method": "", "mde_unit": ""})  # fmt: skip
@@ -257,14 +258,20 @@ def one_sample_rows(cfg: Mapping[str, Any], sweeps: pd.DataFrame | None, compati
     algo, col = (first.x if first else "ppo"), c4.get("robust_metric", "norm_final")
     row = {**base, "claim": "C4", "part": "robustness", "metric": f"R of {algo} ({col})", "stat": "R",
            "mde_unit": "R"}  # fmt: skip
-    strata, ib, why = ([], None, "no sweep runs") if sweeps is None or sweeps.empty else claims.robustness_strata(
-        sweeps.assign(used=sweeps["used"].astype(str).str.lower() == "true"), algo, col, cfg,
-        int(c4.get("robust_min_runs", 2)))  # fmt: skip
+    strata, chosen, why = ([], None, "no sweep runs") if sweeps is None or sweeps.empty else \
+        claims.robustness_strata(sweeps.assign(used=sweeps["used"].astype(str).str.lower() == "true"), algo, col,
+                                 cfg, int(c4.get("robust_min_runs", 2)))  # fmt: skip
     if strata:
-        d_lo, d_hi, _ = db.interval_offsets(strata, lambda s: claims.robustness_estimate(s, ib, cfg), n_sim, seed)
-        rows.append({**row, "design": f"{len(strata)} grid points × {'/'.join(str(len(a)) for a in strata)} "
-                     "held-out runs", **db.boundary_rates(d_lo, d_hi, c4.get("robust_support_above", 0.7),
-                                                          c4.get("robust_refute_below", 0.5), nominal, power)})
+        k = len(strata)   # a draw resamples the held-out runs and the selection runs, and re-picks the best
+
+        def r_of(s: list[np.ndarray]) -> stats.Estimate:
+            return claims.robustness_estimate(s[:k], claims.best_of(s[k:] if chosen is not None else None), cfg)
+
+        d_lo, d_hi = db.interval_offsets(strata + (chosen or []), r_of, n_sim, seed)
+        rows.append({**row, "design": f"{k} grid points × {'/'.join(str(len(a)) for a in strata)} held-out runs"
+                     + (f", best picked on {'/'.join(str(len(a)) for a in chosen)} selection runs" if chosen else ""),
+                     **db.boundary_rates(d_lo, d_hi, c4.get("robust_support_above", 0.7),
+                                         c4.get("robust_refute_below", 0.5), nominal, power)})
     else:
         rows.append({**row, "design": f"not calibrated: {why}", "n_sim": 0, "calibrated": True})
     row = {**base, "claim": "C7", "part": "sampled", "metric": "r in error ∝ N^(−r)", "stat": "rate",
@@ -275,9 +282,9 @@ def one_sample_rows(cfg: Mapping[str, Any], sweeps: pd.DataFrame | None, compati
         b = stats.BootstrapCfg.from_cfg(cfg)
 
         def est(s: list[np.ndarray]) -> stats.Estimate:
-            return claims_toys.rate_estimate(x, ns, s[0].astype(int), b.n_boot, b.seed)
+            return claims_toys.rate_estimate(x, ns, s[0].astype(int), b.n_boot, b.seed, b.confidence)
 
-        d_lo, d_hi, _ = db.interval_offsets([np.arange(len(x), dtype=float)], est, n_sim, seed)
+        d_lo, d_hi = db.interval_offsets([np.arange(len(x), dtype=float)], est, n_sim, seed)
         rows.append({**row, "design": f"{len(x)} seeds × {x.shape[2]} policies × N = "
                      + ", ".join(f"{n:g}" for n in ns), **db.boundary_rates(
                          d_lo, d_hi, c7.get("rate_support_above", 0.25), c7.get("rate_refute_below", 0.1),

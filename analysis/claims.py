@@ -166,28 +166,36 @@ def kl_part(updates: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Part:
 
 def robustness_strata(
     sweep_metrics: pd.DataFrame, algo: str, col: str, cfg: Mapping[str, Any], min_runs: int = 1
-) -> tuple[list[np.ndarray], int | None, str]:
-    """(the held-out scores (clipped ≥ 0) of each grid point, the index of the selected best point or
-    None, why there are none): what ``robustness`` bootstraps.
+) -> tuple[list[np.ndarray], list[np.ndarray] | None, str]:
+    """(the held-out scores (clipped ≥ 0) of each grid point, the selection seeds' scores of the same
+    grid points or None without ``C4.select_seeds``, why there are none): what ``robustness``
+    bootstraps, and what its calibration resamples (analysis/calibrate.py).
 
     With ``C4.select_seeds`` the best grid point is *selected* on those seeds and every grid point is
     *scored* on the others (held out), so that R is not biased up by picking the luckiest setting on
     the seeds that also score it."""
     m = sweep_metrics[(sweep_metrics["algo"] == algo) & sweep_metrics["used"] & sweep_metrics[col].notna()]
     select = set(int(s) for s in (cfg.get("C4", {}) or {}).get("select_seeds", []) or [])
-    best_setting = None
+    sel = None
     if select:
         sel = m[m["seed"].astype(int).isin(select)]
         m = m[~m["seed"].astype(int).isin(select)]
         if sel.empty:
             return [], None, f"no sweep runs of {algo} on the selection seeds {sorted(select)}"
-        best_setting = sel.groupby("setting")[col].mean().idxmax()
     groups = {k: np.clip(g[col].to_numpy(float), 0, None) for k, g in m.groupby("setting", sort=True)}
     groups = {k: v for k, v in groups.items() if len(v) >= min_runs}
-    if len(groups) < 2 or (best_setting is not None and best_setting not in groups):
-        return [], None, f"fewer than 2 sweep settings of {algo} with ≥ {min_runs} usable held-out runs"
     keys = list(groups)
-    return [groups[k] for k in keys], (keys.index(best_setting) if best_setting is not None else None), ""
+    chosen = [sel.loc[sel["setting"] == k, col].to_numpy(float) for k in keys] if sel is not None else None
+    if len(groups) < 2 or (sel is not None and sel.groupby("setting")[col].mean().idxmax() not in groups):
+        return [], None, f"fewer than 2 sweep settings of {algo} with ≥ {min_runs} usable held-out runs"
+    return [groups[k] for k in keys], chosen, ""
+
+
+def best_of(chosen: list[np.ndarray] | None) -> int | None:
+    """The grid point the selection seeds pick (highest mean; one with no selection run never)."""
+    if chosen is None:
+        return None
+    return int(np.argmax([a.mean() if len(a) else -np.inf for a in chosen]))
 
 
 def robustness_estimate(strata: list[np.ndarray], ib: int | None, cfg: Mapping[str, Any]) -> stats.Estimate:
@@ -207,8 +215,8 @@ def robustness(
     sweep_metrics: pd.DataFrame, algo: str, col: str, cfg: Mapping[str, Any], min_runs: int = 1
 ) -> tuple[stats.Estimate | None, str]:
     """R of ``algo`` on its sweep (``robustness_strata``, ``robustness_estimate``), or why not."""
-    strata, ib, why = robustness_strata(sweep_metrics, algo, col, cfg, min_runs)
-    return (robustness_estimate(strata, ib, cfg), "") if strata else (None, why)
+    strata, chosen, why = robustness_strata(sweep_metrics, algo, col, cfg, min_runs)
+    return (robustness_estimate(strata, best_of(chosen), cfg), "") if strata else (None, why)
 
 
 def robustness_part(sweep_metrics: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Part:

@@ -197,11 +197,12 @@ def rate_estimate(x: np.ndarray, ns: np.ndarray, seeds: np.ndarray, n_boot: int 
     return Estimate(float(rates(x, ns, seeds[None])[0]), float(lo), float(hi), {"seeds": k})
 
 
-def convergence_rate(sampled: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def convergence_rate(sampled: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
+                     confidence: float = 0.95) -> tuple[float, float, float]:
     """−slope of log(median Fisher-norm error) on log N, pooled over policies and seeds, with a
     percentile-bootstrap 95 % interval resampling seeds."""
     x, ns = error_cube(sampled)
-    e = rate_estimate(x, ns, np.arange(len(x)), n_boot, seed)
+    e = rate_estimate(x, ns, np.arange(len(x)), n_boot, seed, confidence)
     return e.point, e.lo, e.hi
 
 
@@ -231,7 +232,7 @@ def claim_c7(compat: pd.DataFrame | None, cfg: Mapping[str, Any]) -> Claim:
     if sm.empty:
         return Claim("C7", [exact, missing_part("sampled", m_rate, t_rate, "no sampled rows")])
     b = BootstrapCfg.from_cfg(cfg)
-    r, lo, hi = convergence_rate(sm, b.n_boot, b.seed)
+    r, lo, hi = convergence_rate(sm, b.n_boot, b.seed, b.confidence)
     v = judge(lo, hi, sup, ref)
     meds = sm.groupby("n_samples")["f_rel_err"].median()
     used = (f"{sm['seed'].nunique()} seeds × {len(sm.groupby(['problem', 'theta']))} policies; median error "

@@ -50,6 +50,21 @@ def test_shifting_the_errors_onto_a_threshold_moves_every_resampled_rate_by_the_
     assert np.allclose(claims_toys.rates(shifted, ns, rows) - claims_toys.rates(x, ns, rows), 0.25 - 0.4)
 
 
+def test_offsets_are_each_resampled_interval_minus_the_point_estimate():
+    """d_lo = lo_s − θ̂ and d_hi = hi_s − θ̂ (signs matter: one tail per threshold), against an estimator
+    whose interval is known: the mean ± 1, resampled draws recomputed with the same generator."""
+    from analysis.stats import Estimate
+    x = np.array([0.0, 1.0, 5.0])
+
+    def est(s):
+        m = float(s[0].mean())
+        return Estimate(m, m - 1, m + 1, {})
+    d_lo, d_hi = db.interval_offsets([x], est, 50, 7)
+    rng = np.random.default_rng(7)
+    means = np.array([x[rng.integers(0, 3, 3)].mean() for _ in range(50)])
+    assert np.allclose(d_lo, means - 1 - x.mean()) and np.allclose(d_hi, means + 1 - x.mean())
+
+
 def test_boundary_rates_read_the_offsets():
     d_lo, d_hi = np.tile([-0.3, -0.1, 0.2, -0.2], 100), np.tile([0.1, 0.4, -0.1, 0.3], 100)
     r = db.boundary_rates(d_lo, d_hi, 0.7, 0.5, 0.05, 0.75)
@@ -57,7 +72,14 @@ def test_boundary_rates_read_the_offsets():
     assert r["false_verdict_rate"] == 0.5 and not r["calibrated"]
     ok = db.boundary_rates(np.full(400, -1.0), np.full(400, 1.0), 0.7, 0.5, 0.05, 0.75)
     assert ok["false_verdict_rate"] == 0 and ok["calibrated"]
-    assert r["mde"] == pytest.approx(0.7 - np.quantile(d_lo, 0.25))   # P(d_lo > 0.7 − θ) ≥ 0.75 from θ = mde
+
+
+def test_the_mde_is_the_smallest_true_value_supported_with_the_declared_power():
+    """Under the location shift a true θ gives lo = θ + d_lo: supported (lo > support) in ≥ power of the
+    draws at θ = MDE, and in fewer just below it."""
+    d_lo = np.random.default_rng(3).normal(-0.1, 0.05, 1000)
+    mde = db.boundary_rates(d_lo, d_lo + 0.2, 0.7, 0.5, 0.05, 0.8)["mde"]
+    assert (mde + d_lo > 0.7).mean() >= 0.8 > (mde - 0.005 + d_lo > 0.7).mean()
 
 
 def test_one_sample_parts_are_calibrated_and_an_uncalibrated_one_is_inconclusive(root):
@@ -74,5 +96,11 @@ def test_one_sample_parts_are_calibrated_and_an_uncalibrated_one_is_inconclusive
         c = claims.Claim(claim, [claims.Part(part, claims.SUPPORTED, "", "")])
         claims.attach_calibration(c, pd.DataFrame([r]))
         assert (c.verdict == claims.INCONCLUSIVE) == (not r["calibrated"])
+    # support and refute thresholds in their places: moving only the support threshold moves the MDE by
+    # as much, and the rates stay those of the same offsets
+    shifted = {**cfg, "C7": {**cfg["C7"], "rate_support_above": cfg["C7"]["rate_support_above"] + 0.05}}
+    r2 = calibrate.one_sample_rows(shifted, None, comp, 200, 0, 0.8, 0.05)[1]
+    assert r2["mde"] == pytest.approx(rows[("C7", "sampled")]["mde"] + 0.05)
+    assert r2["false_verdict_rate"] == rows[("C7", "sampled")]["false_verdict_rate"]
     missing = calibrate.one_sample_rows(cfg, None, None, 200, 0, 0.8, 0.05)
     assert all(r["n_sim"] == 0 and r["design"].startswith("not calibrated") for r in missing)
