@@ -138,18 +138,22 @@ def test_a_cnn_policy_gets_the_kfac_step_on_its_convolution_too(tmp_path, monkey
 
 @pytest.mark.slow
 def test_acktr_learns_cartpole(tmp_path):
-    s = execute("acktr", "CartPole-v1", 0, 50_000, tmp_path / "r", {}, progress_bar=False)
-    assert s["status"] == "ok" and s["final_eval_return"] >= 400, s["final_eval_return"]
+    """Baselines' `acktr` defaults (16 envs × 20 steps, α 0.25 decaying linearly, δ_KL 0.001), stepped as
+    its KfacOptimizer (momentum at rate α(1 − μ)). Measured on 2026-11-26 at 80k steps, best / final
+    evaluation: seed 0 414 / 412, seed 1 500 / 420, seed 2 405 / 404 (random policy ≈ 22)."""
+    s = execute("acktr", "CartPole-v1", 0, 80_000, tmp_path / "r", {}, progress_bar=False)
+    best = max(float(r["return_mean"]) for r in _rows(tmp_path / "r" / "eval.csv"))
+    assert s["status"] == "ok" and best >= 350 and s["final_eval_return"] >= 300, (best, s["final_eval_return"])
 
 
 @pytest.mark.slow
 def test_acktr_learns_inverted_pendulum(tmp_path):
-    """With the MuJoCo entry of hyperparams.yaml (Baselines acktr_cont's batch, KL and λ). The best
-    evaluation: with a fixed α (Baselines adapts it to the KL) the return is not stable once learnt
-    (seed 0: 610 at 50k steps, 110 at 60k)."""
-    s = execute("acktr", "InvertedPendulum-v5", 0, 60_000, tmp_path / "r", {}, progress_bar=False)
+    """With the MuJoCo entry of hyperparams.yaml (Baselines acktr_cont: 2 500-step batches, α adapted to
+    a measured KL of 0.002, separate actor and critic trust regions): 60 updates. Seed 0 measured on
+    2026-11-26: eval 276 at 110k steps, 1 000 from 120k on."""
+    s = execute("acktr", "InvertedPendulum-v5", 0, 150_000, tmp_path / "r", {}, progress_bar=False)
     best = max(float(r["return_mean"]) for r in _rows(tmp_path / "r" / "eval.csv"))
-    assert s["status"] == "ok" and best >= 500, best
+    assert s["status"] == "ok" and best >= 900, best
 
 
 def test_actor_and_critic_each_get_their_own_trust_region(monkeypatch, tmp_path):
