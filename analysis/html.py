@@ -213,5 +213,25 @@ def verdict_landing(
     thead = "".join(f"<th>{html.escape(h)}</th>" for h in cols)
     return (
         f"<meta charset='utf-8'><style>{LANDING_CSS}</style><div class='ngrl-verdicts'>{head}"
+        f"{_summary(claims)}<p class='small'>Every part of every claim, with its test's calibration:</p>"
         f"<table><thead><tr>{thead}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _summary(claims: pd.DataFrame) -> str:
+    """The answer in one screen: one row per claim — its verdict, the headline part's metric and effect
+    with its CI (the weakest part where the claim has several) and why it is not supported."""
+    rows = []
+    for _, c in claims.iterrows():
+        v = str(c["verdict"])
+        why = "" if str(c.get("reason", "nan")) == "nan" else str(c["reason"])
+        rows.append(
+            f"<tr class='summary'><td><b>{html.escape(str(c['claim']))}</b> {html.escape(str(c.get('statement', '')))}"
+            f"</td><td class='{_VERDICT_CLASS.get(v, '')}'>{html.escape(v)}</td>"
+            f"<td class='num'>{html.escape(effect_text(c['effect'], c['ci_low'], c['ci_high'], str(c['test'])))}</td>"
+            f"<td class='small'>{html.escape(str(c.get('metric', '')))}</td>"
+            f"<td class='small'>{html.escape(why[:300] + ('…' if len(why) > 300 else ''))}</td></tr>"
+        )
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "headline effect [95% CI]", "metric",
+                                              "reasons"))
+    return f"<table class='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -154,6 +154,7 @@ window.addEventListener('load', async () => {
       await new Promise(r => setTimeout(r, 100));  // React renders the landing page after load
     const v = document.querySelector('#app .ngrl-verdicts');
     out.landing = v ? {
+      summary: [...v.querySelectorAll('tr.summary')].map(t => [...t.cells].map(c => c.innerText)),
       claims: [...v.querySelectorAll('tr.claim')].map(t => t.innerText),
       parts: [...v.querySelectorAll('tr.part')].map(t => [...t.cells].map(c => c.innerText)),
       head: [...v.querySelectorAll('th')].map(t => t.innerText),
@@ -223,6 +224,9 @@ def test_report_renders_in_chromium(built, tmp_path):
     land = out["landing"]
     assert land, "no verdict table on the landing page"
     assert len(land["claims"]) == len(claims) and len(land["parts"]) == len(parts)
+    assert len(land["summary"]) == len(claims)                      # first, one line per claim
+    for cells, (_, c) in zip(land["summary"], claims.iterrows()):
+        assert cells[0].startswith(c["claim"]) and cells[1] == c["verdict"], cells
     for text, (_, c) in zip(land["claims"], claims.iterrows()):
         assert text.startswith(c["claim"]) and text.rstrip().endswith(c["verdict"]), text
     for cells, (_, p) in zip(land["parts"], parts.iterrows()):
