@@ -307,8 +307,8 @@ def run(config_path: str | Path, out: str | Path, cfg: Mapping[str, Any] | None 
         scores = Path(out).with_name("run_metrics.csv")
     here = Path(out).parent
 
-    def opt(path: Path) -> pd.DataFrame | None:
-        return pd.read_csv(path) if path.exists() else None
+    def opt(path: Path) -> pd.DataFrame | None:   # absent or empty: that part is listed as not calibrated
+        return pd.read_csv(path) if path.exists() and path.stat().st_size > 0 else None
 
     table = calibrate(config, cfg, pd.read_csv(scores), n_sim, monotonic=opt(here / "monotonic.csv"),
                       sweeps=opt(here / "sweeps.csv"), compatible=opt(here.parent / "toys" / "compatible.csv"))

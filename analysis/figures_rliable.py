@@ -43,6 +43,8 @@ def score_matrices(frame: pd.DataFrame, value: str, algos: Sequence[str] | None 
     out = {}
     for a in algos:
         seeds = sorted(set.intersection(*(set(d.loc[(d["algo"] == a) & (d["env"] == e), "seed"]) for e in envs)))
+        if not seeds:      # no seed of a on every common env: nothing rliable can pool
+            return {}, []
         g = d[(d["algo"] == a) & d["env"].isin(envs) & d["seed"].isin(seeds)]
         out[a] = g.pivot_table(index="seed", columns="env", values=value, aggfunc="mean")[envs].to_numpy(float)
     return out, envs

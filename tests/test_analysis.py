@@ -512,6 +512,9 @@ def test_rliable_score_matrices_keep_common_envs_and_each_algorithms_seeds(tmp_p
     assert envs == ["A", "B"]                                 # C: q only
     assert mats["p"].shape == (3, 2) and mats["q"].shape == (4, 2)    # q keeps its 4th seed
     assert mats["q"][:, 1].tolist() == [30.0, 31.0, 32.0, 33.0]
+    disjoint = pd.DataFrame([{"algo": a, "env": e, "seed": s, "v": 1.0}
+                             for a, e, s in [("p", "A", 0), ("p", "B", 1), ("q", "A", 0), ("q", "B", 0)]])
+    assert figures_rliable.score_matrices(disjoint, "v") == ({}, [])   # p has no seed on both envs
 
 
 def test_rliable_figure_is_drawn_from_the_snapshot_metrics(tmp_path, root):
