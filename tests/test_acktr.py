@@ -149,8 +149,9 @@ def test_acktr_learns_cartpole(tmp_path):
 @pytest.mark.slow
 def test_acktr_learns_inverted_pendulum(tmp_path):
     """With the MuJoCo entry of hyperparams.yaml (Baselines acktr_cont: 2 500-step batches, α adapted to
-    a measured KL of 0.002, separate actor and critic trust regions): 60 updates. Seed 0 measured on
-    2026-11-26: eval 276 at 110k steps, 1 000 from 120k on."""
+    a measured KL of 0.002, separate actor and critic trust regions, standardised advantages): 60
+    updates. Seed 0 measured on 2026-11-26: eval 444 at 60k steps, 1 000 from 80k on (before the
+    advantages were standardised: 1 000 only from 120k)."""
     s = execute("acktr", "InvertedPendulum-v5", 0, 150_000, tmp_path / "r", {}, progress_bar=False)
     best = max(float(r["return_mean"]) for r in _rows(tmp_path / "r" / "eval.csv"))
     assert s["status"] == "ok" and best >= 900, best
