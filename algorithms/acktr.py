@@ -77,6 +77,11 @@ class ACKTRConfig(BaseConfig):
             raise ConfigError("kl_target must be ≥ 0 (0: a fixed or scheduled α)")
 
 
+def _trust_scale(vFv: float, kl_clip: float) -> float:
+    """s = min(1, √(δ_KL / vFv)): the step's quadratic-model KL ½ s² vFv kept ≤ δ_KL / 2."""
+    return min(1.0, (kl_clip / vFv) ** 0.5) if vFv > 0 else 1.0
+
+
 class ACKTR(OnPolicyActorCritic):
     name = "acktr"
     Config = ACKTRConfig
@@ -155,15 +160,13 @@ class ACKTR(OnPolicyActorCritic):
             grads = torch.autograd.grad(loss, self.params)
             delta = self.natural_direction(list(grads))
             gd = [float((g * d).sum()) for g, d in zip(grads, delta, strict=True)]     # gᵀF̂⁻¹g per tensor
-            if cfg.critic_kl_clip > 0:
+            if cfg.critic_kl_clip > 0:                                # actor and critic: a region each
                 vFv = lr ** 2 * sum(x for x, c in zip(gd, self.is_critic, strict=True) if not c)
                 vFv_c = lr ** 2 * sum(x for x, c in zip(gd, self.is_critic, strict=True) if c)
-                scale_c = min(1.0, (cfg.critic_kl_clip / vFv_c) ** 0.5) if vFv_c > 0 else 1.0
-            else:
+                scale, scale_c = _trust_scale(vFv, cfg.kl_clip), _trust_scale(vFv_c, cfg.critic_kl_clip)
+            else:                                                     # one joint region
                 vFv = lr ** 2 * sum(gd)
-            scale = min(1.0, (cfg.kl_clip / vFv) ** 0.5) if vFv > 0 else 1.0
-            if cfg.critic_kl_clip <= 0:
-                scale_c = scale
+                scale = scale_c = _trust_scale(vFv, cfg.kl_clip)
             old = dist.detach()                                       # π_old: the loss's forward, before the step
             with torch.no_grad():
                 for p, vel, d, c in zip(self.params, self.velocity, delta, self.is_critic, strict=True):

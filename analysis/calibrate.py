@@ -259,8 +259,7 @@ def one_sample_rows(cfg: Mapping[str, Any], sweeps: pd.DataFrame | None, compati
     row = {**base, "claim": "C4", "part": "robustness", "metric": f"R of {algo} ({col})", "stat": "R",
            "mde_unit": "R"}  # fmt: skip
     strata, chosen, why = ([], None, "no sweep runs") if sweeps is None or sweeps.empty else \
-        claims.robustness_strata(sweeps.assign(used=sweeps["used"].astype(str).str.lower() == "true"), algo, col,
-                                 cfg, int(c4.get("robust_min_runs", 2)))  # fmt: skip
+        claims.robustness_strata(sweeps, algo, col, cfg, int(c4.get("robust_min_runs", 2)))  # fmt: skip
     if strata:
         k = len(strata)   # a draw resamples the held-out runs and the selection runs, and re-picks the best
 
@@ -299,6 +298,8 @@ def run(config_path: str | Path, out: str | Path, cfg: Mapping[str, Any] | None 
     """Calibrate the design of the matrix config at ``config_path`` and write ``out``."""
     import yaml
 
+    from analysis.pipeline import _metrics, _read  # the readers the claims step uses: the same data
+
     config = yaml.safe_load(Path(config_path).read_text())
     cfg = cfg if cfg is not None else load_config(config.get("claims"))
     scores = Path((cfg.get("calibration", {}) or {}).get("scores", "results/snapshot/default/tables/run_metrics.csv"))
@@ -306,12 +307,10 @@ def run(config_path: str | Path, out: str | Path, cfg: Mapping[str, Any] | None 
     if not scores.exists():  # a tree without the snapshot: this matrix's own per-run metrics
         scores = Path(out).with_name("run_metrics.csv")
     here = Path(out).parent
-
-    def opt(path: Path) -> pd.DataFrame | None:   # absent or empty: that part is listed as not calibrated
-        return pd.read_csv(path) if path.exists() and path.stat().st_size > 0 else None
-
-    table = calibrate(config, cfg, pd.read_csv(scores), n_sim, monotonic=opt(here / "monotonic.csv"),
-                      sweeps=opt(here / "sweeps.csv"), compatible=opt(here.parent / "toys" / "compatible.csv"))
+    sweeps = here / "sweeps.csv"
+    table = calibrate(config, cfg, pd.read_csv(scores), n_sim, monotonic=_read(here / "monotonic.csv"),
+                      sweeps=_metrics(str(sweeps)) if sweeps.exists() else None,
+                      compatible=_read(here.parent / "toys" / "compatible.csv"))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table

@@ -196,7 +196,7 @@ def verdict_landing(
             col = cols_of.get((str(c["claim"]), str(p["part"])))
             env = per_env_effects(str(p.get("test", "")), str(p.get("metric", "")), metrics, col)
             env_txt = "; ".join(f"{html.escape(k)}: {_g(e)}" for k, e in env.items()) or "–"
-            reason = "" if str(p.get("reason", "nan")) == "nan" else str(p["reason"])
+            reason = _reason(p)
             cells = [
                 f"<td>{html.escape(str(p['part']))}<div class='small'>{html.escape(str(p.get('metric', '')))}"
                 "</div></td>",
@@ -218,13 +218,18 @@ def verdict_landing(
     )
 
 
+def _reason(row: pd.Series) -> str:
+    """A claim's or part's reason; empty where there is none (NaN in the CSV)."""
+    return "" if str(row.get("reason", "nan")) == "nan" else str(row["reason"])
+
+
 def _summary(claims: pd.DataFrame) -> str:
     """The answer in one screen: one row per claim — its verdict, the headline part's metric and effect
     with its CI (the weakest part where the claim has several) and why it is not supported."""
     rows = []
     for _, c in claims.iterrows():
         v = str(c["verdict"])
-        why = "" if str(c.get("reason", "nan")) == "nan" else str(c["reason"])
+        why = _reason(c)
         rows.append(
             f"<tr class='summary'><td><b>{html.escape(str(c['claim']))}</b> {html.escape(str(c.get('statement', '')))}"
             f"</td><td class='{_VERDICT_CLASS.get(v, '')}'>{html.escape(v)}</td>"

@@ -87,7 +87,8 @@ def test_one_sample_parts_are_calibrated_and_an_uncalibrated_one_is_inconclusive
     its calibration cannot keep a verdict (the rule every comparison part follows)."""
     cfg = claims.load_config()
     t = root / "results/snapshot/default"
-    sweeps, comp = pd.read_csv(t / "tables/sweeps.csv"), pd.read_csv(t / "toys/compatible.csv")
+    from analysis.pipeline import _metrics
+    sweeps, comp = _metrics(str(t / "tables/sweeps.csv")), pd.read_csv(t / "toys/compatible.csv")  # as the rule reads
     rows = {(r["claim"], r["part"]): r for r in calibrate.one_sample_rows(cfg, sweeps, comp, 200, 0, 0.8, 0.05)}
     assert set(rows) == {("C4", "robustness"), ("C7", "sampled")}
     for (claim, part), r in rows.items():
