@@ -379,8 +379,8 @@ def run_step(rule: str, smk: Any) -> None:
         from analysis import calibrate
 
         mono = pd.read_csv(i.monotonic) if i.get("monotonic") else None
-        sweeps = _metrics(i.sweeps) if i.get("sweeps") else None    # read as analysis_claims reads it
-        calibrate.calibrate(p.matrix, p.cfg, pd.read_csv(i.scores), monotonic=mono, sweeps=sweeps,
+        sweep_metrics = _metrics(i.sweeps) if i.get("sweeps") else None    # read as analysis_claims reads it
+        calibrate.calibrate(p.matrix, p.cfg, pd.read_csv(i.scores), monotonic=mono, sweeps=sweep_metrics,
                             compatible=_read(i.get("compatible"))).to_csv(o.csv, index=False)
     elif rule == "analysis_html":
         make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"), i.get("metrics"),
