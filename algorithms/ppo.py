@@ -17,7 +17,9 @@ import dataclasses
 import torch
 
 from algorithms.base import BaseConfig, ConfigError
+from algorithms.core import explicit
 from algorithms.core.buffer import explained_variance
+from algorithms.core.explicit import FlatAdam, FlatParams
 from algorithms.core.onpolicy import OnPolicyActorCritic
 
 
@@ -61,9 +63,14 @@ class PPO(OnPolicyActorCritic):
 
     def __init__(self, cfg: PPOConfig, run) -> None:
         super().__init__(cfg, run)
-        self.params = list(self.policy.parameters())
-        # fused Adam: one kernel for all parameters instead of ~10 small ops per tensor
-        self.opt = torch.optim.Adam(self.params, lr=cfg.learning_rate, eps=1e-5, fused=True)
+        pi = self.policy
+        self.flat = FlatParams(list(pi.parameters()))     # θ (actor and critic) as one vector
+        self.opt = FlatAdam(self.flat, cfg.learning_rate, eps=1e-5)
+        # MLPs: the backward pass written out (core/explicit.py); CNNs: autograd
+        self.explicit = explicit.supports(pi)
+        if self.explicit:
+            self.actor = explicit.layers(pi.pi_trunk, pi.pi.linear, self.flat)
+            self.critic = explicit.layers(pi.v_trunk, pi.v, self.flat)
 
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "step": self.step}
@@ -105,8 +112,7 @@ class PPO(OnPolicyActorCritic):
             buf.collect(pi)
             self.step += per_update
             lr, eps = self.schedules(self.step)
-            for g in self.opt.param_groups:
-                g["lr"] = lr
+            self.opt.lr = lr
             A, R = buf.advantages(cfg.gamma, cfg.gae_lambda)
             obs, act, logp_old, v_old, A, R = buf.flat(buf.obs, buf.actions, buf.logp, buf.values, A, R)
 
@@ -118,29 +124,13 @@ class PPO(OnPolicyActorCritic):
                 e_obs, e_act, e_logp_old, e_v_old, e_A, e_R = (x[perm] for x in (obs, act, logp_old, v_old, A, R))
                 for start in range(0, n, cfg.batch_size):
                     mb = slice(start, start + cfg.batch_size)
-                    dist, v = pi(e_obs[mb])
-                    logp = dist.log_prob(e_act[mb])
-                    log_ratio = logp - e_logp_old[mb]
-                    ratio = log_ratio.exp()                                   # ρ_t(θ)
-                    a = e_A[mb]
-                    if cfg.normalize_advantage and len(a) > 1:
-                        a = (a - a.mean()) / (a.std() + 1e-8)
-                    pg_loss = -clipped_surrogate(ratio, a, eps).mean()        # −L^CLIP
-                    if cfg.clip_range_vf is not None:
-                        v = e_v_old[mb] + (v - e_v_old[mb]).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
-                    v_loss = (e_R[mb] - v).pow(2).mean()
-                    entropy = dist.entropy().mean()
-                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
-                    with torch.no_grad():
-                        approx_kl = ((ratio - 1) - log_ratio).mean()   # Schulman's k3 estimator
-                        if cfg.target_kl is not None and approx_kl.item() > 1.5 * cfg.target_kl:
-                            stop = True
-                            break
-                        stats.append(torch.stack([pg_loss, v_loss, entropy, approx_kl,
-                                                  ((ratio - 1).abs() > eps).float().mean()]))
-                    self.opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                    grad = self.explicit_grad if self.explicit else self.autograd_grad
+                    st = grad(e_obs[mb], e_act[mb], e_logp_old[mb], e_v_old[mb], e_A[mb], e_R[mb], eps)
+                    if cfg.target_kl is not None and st[3].item() > 1.5 * cfg.target_kl:
+                        stop = True      # approx KL before this minibatch's step: the step is not taken
+                        break
+                    stats.append(st)
+                    self.flat.clip_grad_norm(cfg.max_grad_norm)
                     self.opt.step()
                 if stop:
                     break
@@ -149,3 +139,71 @@ class PPO(OnPolicyActorCritic):
             diag.update(explained_variance=explained_variance(v_old, R), learning_rate=lr, clip_range=eps,
                         n_epochs_done=_epoch + (0 if stop else 1))
             run.log_update(self.step, diag)
+
+    # --- ∇_θ loss on one minibatch, into self.flat.grad; returns the minibatch's statistics ---------
+    def autograd_grad(self, obs, act, logp_old, v_old, A, R, eps: float) -> torch.Tensor:
+        """The loss as written in the module docstring, differentiated by autograd (any network)."""
+        cfg = self.cfg
+        dist, v = self.policy(obs)
+        logp = dist.log_prob(act)
+        log_ratio = logp - logp_old
+        ratio = log_ratio.exp()                                   # ρ_t(θ)
+        a = _normalise(A) if cfg.normalize_advantage else A
+        pg_loss = -clipped_surrogate(ratio, a, eps).mean()        # −L^CLIP
+        if cfg.clip_range_vf is not None:
+            v = v_old + (v - v_old).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
+        v_loss = (R - v).pow(2).mean()
+        entropy = dist.entropy().mean()
+        loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+        grads = torch.autograd.grad(loss, self.flat.params)
+        torch.cat([g.reshape(-1) for g in grads], out=self.flat.grad)
+        return _stats(pg_loss, v_loss, entropy, ratio, log_ratio, eps)
+
+    @torch.no_grad()
+    def explicit_grad(self, obs, act, logp_old, v_old, A, R, eps: float) -> torch.Tensor:
+        """The same gradient for MLPs, by the chain rule written out (``core/explicit.py``):
+
+            ∂loss/∂log π_t = −(1/B) ρ_t A_t · 1[ρ_t A_t ≤ clip(ρ_t) A_t]    (the min's unclipped branch)
+            ∂loss/∂φ_t     = ∂loss/∂log π_t · ∂log π_t/∂φ_t − (c_e/B) ∂H_t/∂φ_t
+            ∂loss/∂V_t     = (2 c_v / B) (V_t − R_t)   (· 1[|V_t − V_old,t| ≤ ε_v] with value clipping)
+
+        then back through the actor and the critic. Tested against ``autograd_grad``."""
+        cfg, head, B = self.cfg, self.policy.pi, obs.shape[0]
+        h_pi, h_v = explicit.forward(self.actor, obs), explicit.forward(self.critic, obs)
+        dist, v = head.distribution(h_pi[-1]), h_v[-1].squeeze(-1)
+        logp = dist.log_prob(act)
+        log_ratio = logp - logp_old
+        ratio = log_ratio.exp()                                   # ρ_t(θ)
+        a = _normalise(A) if cfg.normalize_advantage else A
+        surr1, surr2 = ratio * a, ratio.clamp(1 - eps, 1 + eps) * a
+        pg_loss = -torch.min(surr1, surr2).mean()                 # −L^CLIP
+        d_logp = torch.where(surr1 <= surr2, surr1, 0.0).mul_(-1.0 / B)
+        d_v = v - R
+        if cfg.clip_range_vf is not None:
+            dv = v - v_old
+            d_v = v_old + dv.clamp(-cfg.clip_range_vf, cfg.clip_range_vf) - R
+            v_loss = d_v.square().mean()
+            d_v = d_v * (dv.abs() <= cfg.clip_range_vf)
+        else:
+            v_loss = d_v.square().mean()
+        entropy = dist.entropy().mean()
+        d_phi = [d_logp.unsqueeze(-1) * g for g in dist.log_prob_grad(act)]   # φ = (z) or (μ, log σ)
+        if cfg.ent_coef:
+            d_phi = [d - (cfg.ent_coef / B) * g for d, g in zip(d_phi, dist.entropy_grad())]
+        if not head.discrete:            # log σ is state-independent: its gradient sums over the batch
+            self.flat.grad_of[id(head.log_std)].copy_(d_phi[1].sum(0))
+        explicit.backward(self.actor, h_pi, d_phi[0])
+        explicit.backward(self.critic, h_v, d_v.mul_(2 * cfg.vf_coef / B).unsqueeze(-1))
+        return _stats(pg_loss, v_loss, entropy, ratio, log_ratio, eps)
+
+
+def _normalise(a: torch.Tensor) -> torch.Tensor:
+    """Advantages standardised over the minibatch (left as they are for a minibatch of one)."""
+    return (a - a.mean()) / (a.std() + 1e-8) if len(a) > 1 else a
+
+
+def _stats(pg_loss, v_loss, entropy, ratio, log_ratio, eps: float) -> torch.Tensor:
+    """(pg_loss, value_loss, entropy, approx_kl, clip_fraction), approx KL by Schulman's k3 estimator."""
+    with torch.no_grad():
+        return torch.stack([pg_loss.detach(), v_loss.detach(), entropy.detach(), ((ratio - 1) - log_ratio).mean(),
+                            ((ratio - 1).abs() > eps).float().mean()])

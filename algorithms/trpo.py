@@ -45,7 +45,9 @@ import numpy as np
 import torch
 
 from algorithms.base import BaseConfig, ConfigError
+from algorithms.core import explicit
 from algorithms.core.buffer import explained_variance
+from algorithms.core.explicit import FlatAdam, FlatParams
 from algorithms.core.fisher import cg, flat_grad, flat_params, kl_hessian_fvp, set_flat_params
 from algorithms.core.onpolicy import OnPolicyActorCritic
 
@@ -115,8 +117,11 @@ class NPG(OnPolicyActorCritic):
 
     def __init__(self, cfg: NPGConfig, run) -> None:
         super().__init__(cfg, run)
-        self.critic_opt = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate,
-                                           eps=CRITIC_ADAM_EPS, fused=True)
+        pi = self.policy
+        self.critic_flat = FlatParams(pi.critic_parameters())        # φ as one vector
+        self.critic_opt = FlatAdam(self.critic_flat, cfg.learning_rate, eps=CRITIC_ADAM_EPS)
+        # MLPs: the critic's backward pass written out (core/explicit.py); CNNs: autograd
+        self.critic_net = explicit.layers(pi.v_trunk, pi.v, self.critic_flat) if explicit.supports(pi) else None
 
     def state_dict(self) -> dict:
         """Policy, critic optimiser, step counter; the runner saves the env (normalisation
@@ -169,16 +174,25 @@ class NPG(OnPolicyActorCritic):
 
     # --- the critic --------------------------------------------------------------------
     def fit_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
-        """``n_critic_updates`` epochs of minibatch MSE on R_t; returns the mean loss."""
-        cfg, pi = self.cfg, self.policy
+        """``n_critic_updates`` epochs of minibatch MSE on R_t; returns the mean loss.
+        ∂/∂V_t of (1/B) Σ_t (V_t − R_t)² is (2/B)(V_t − R_t), back-propagated explicitly for MLPs."""
+        cfg, pi, flat, net = self.cfg, self.policy, self.critic_flat, self.critic_net
         n, losses = obs.shape[0], []
         for _ in range(cfg.n_critic_updates):
             perm = torch.randperm(n).to(obs.device)   # drawn on the host: the same stream on any device
             for start in range(0, n, cfg.batch_size):
                 idx = perm[start:start + cfg.batch_size]
-                loss = (pi.value(obs[idx]) - returns[idx]).pow(2).mean()
-                self.critic_opt.zero_grad(set_to_none=True)
-                loss.backward()
+                o, r = obs[idx], returns[idx]
+                if net is not None:
+                    with torch.no_grad():
+                        h = explicit.forward(net, o)
+                        err = h[-1].squeeze(-1) - r                  # V_t − R_t
+                        loss = err.square().mean()
+                        explicit.backward(net, h, err.mul(2.0 / len(r)).unsqueeze(-1))
+                else:
+                    loss = (pi.value(o) - r).pow(2).mean()
+                    grads = torch.autograd.grad(loss, flat.params)
+                    torch.cat([g.reshape(-1) for g in grads], out=flat.grad)
                 self.critic_opt.step()
                 losses.append(loss.detach())
         return float(torch.stack(losses).mean())

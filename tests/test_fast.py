@@ -55,3 +55,15 @@ def test_gaussian_sample_moments_match():
     d = pi.dist(torch.as_tensor(obs[:1]))
     np.testing.assert_allclose(a.mean(0), d.mean[0].detach().numpy(), atol=0.01)
     np.testing.assert_allclose(a.std(0), d.std[0].detach().numpy(), atol=0.01)
+
+
+@pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,))])
+def test_noise_drawn_for_the_rollout_gives_the_per_step_actions(space):
+    """The rollout draws its T × N noise up front; the actions are bit for bit those of drawing per step."""
+    pi = ActorCritic(gym.spaces.Box(-1, 1, (4,)), space)
+    obs = np.random.default_rng(3).normal(size=(50, 2, 4)).astype(np.float32)
+    bulk, per_step = NumpyActor(pi, 7), NumpyActor(pi, 7)
+    noise = bulk.noise(50, 2)
+    a = np.stack([bulk.sample(obs[t], noise[t]) for t in range(50)])
+    b = np.stack([per_step.sample(obs[t]) for t in range(50)])
+    assert a.dtype == b.dtype and np.array_equal(a, b)

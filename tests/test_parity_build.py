@@ -95,7 +95,7 @@ def _ours(algo: Any) -> dict[str, Any]:
     used: dict[str, Any] = {
         "n_envs": env.n, "n_steps": algo.buffer.T, "batch_size": cfg.batch_size, "gamma": cfg.gamma,
         "gae_lambda": cfg.gae_lambda, "normalize_advantage": cfg.normalize_advantage, "target_kl": cfg.target_kl,
-        "optimizer_lr": opt.param_groups[0]["lr"], "adam_eps": opt.defaults["eps"],
+        "optimizer_lr": opt.lr, "adam_eps": opt.eps,
         "env": _normalisation(env.norm_obs, env.norm_reward, env.gamma, env.clip_obs, env.clip_reward),
         "actor": leaves(pi.pi_trunk, pi.pi.linear), "critic": leaves(pi.v_trunk, pi.v),
         "shared_params": _shared([pi.pi_trunk, pi.pi], [pi.v_trunk, pi.v]),

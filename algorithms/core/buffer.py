@@ -37,16 +37,19 @@ class RolloutBuffer:
         self._actor: NumpyActor | None = None
 
     def _sampler(self, policy: ActorCritic):
-        """Per-step action sampler: the NumPy actor for MLPs (see core/fast.py), torch otherwise."""
+        """Per-step action sampler ``(t, obs) ↦ a``: the NumPy actor for MLPs (see core/fast.py),
+        drawing the rollout's noise up front; torch otherwise."""
         if NumpyActor.supports(policy):
             if self._actor is None or self._actor.policy is not policy:
                 self._actor = NumpyActor(policy, 0)
-            self._actor.refresh()
+            actor = self._actor
+            actor.refresh()
             # re-seeded from torch's generator at every rollout: the checkpointed torch RNG
             # state then fixes the action stream, and a resumed run continues bit for bit
-            self._actor.rng = np.random.default_rng(torch_seed_for_numpy())
-            return self._actor.sample
-        return lambda o: policy.dist(torch.as_tensor(o, device=self.device)).sample().cpu().numpy()
+            actor.rng = np.random.default_rng(torch_seed_for_numpy())
+            noise = actor.noise(self.T, self.N)
+            return lambda t, o: actor.sample(o, noise[t])
+        return lambda t, o: policy.dist(torch.as_tensor(o, device=self.device)).sample().cpu().numpy()
 
     @torch.inference_mode()
     def collect(self, policy: ActorCritic) -> None:
@@ -58,7 +61,7 @@ class RolloutBuffer:
         obs = env.obs
         for t in range(self.T):
             self._np_obs[t] = obs
-            a = sample(obs)
+            a = sample(t, obs)
             self._np_actions[t] = a
             if not self.discrete:
                 a = np.clip(a, self.low, self.high)

@@ -52,6 +52,17 @@ class Categorical:
     def entropy(self) -> torch.Tensor:
         return -(self.probs * self.logits).sum(-1)
 
+    def log_prob_grad(self, actions: torch.Tensor) -> tuple[torch.Tensor]:
+        """∂ log π(a)/∂z for the logits z: onehot(a) − p."""
+        g = -self.probs
+        g.scatter_add_(-1, actions.long().unsqueeze(-1), torch.ones_like(g[..., :1]))
+        return (g,)
+
+    def entropy_grad(self) -> tuple[torch.Tensor]:
+        """∂H/∂z = −p ⊙ (log p + H)."""
+        p = self.probs
+        return (-p * (self.logits + self.entropy().unsqueeze(-1)),)
+
     def kl(self, other: Categorical) -> torch.Tensor:
         """KL(self ‖ other) = Σ_a p(a) (log p(a) − log q(a))."""
         return (self.probs * (self.logits - other.logits)).sum(-1)
@@ -90,6 +101,16 @@ class DiagGaussian:
 
     def entropy(self) -> torch.Tensor:
         return (self.log_std + 0.5 * (1.0 + LOG_2PI)).sum(-1)
+
+    def log_prob_grad(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∂ log π(a)/∂μ, ∂ log π(a)/∂log σ) = ((a − μ)/σ², z² − 1), z = (a − μ)/σ."""
+        inv_std = torch.exp(-self.log_std)
+        z = (actions - self.mean) * inv_std
+        return z * inv_std, z.square() - 1
+
+    def entropy_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∂H/∂μ, ∂H/∂log σ) = (0, 1)."""
+        return torch.zeros_like(self.mean), torch.ones_like(self.mean)
 
     def kl(self, other: DiagGaussian) -> torch.Tensor:
         """KL(self ‖ other) = Σ_d log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²) / (2σ_q²) − ½."""

@@ -69,14 +69,23 @@ class NumpyActor:
                 np.maximum(x, 0, out=x)
         return x
 
-    def sample(self, obs: np.ndarray) -> np.ndarray:
+    def noise(self, *batch: int) -> np.ndarray:
+        """The random numbers ``sample`` consumes for observations of shape ``batch`` (e.g. T × N):
+        uniforms (discrete) or standard normals (continuous). Drawing a rollout's worth at once gives
+        the very numbers that T calls of one step each would draw (NumPy's streams are sequential)."""
+        if self.discrete:
+            return self.rng.random((*batch, 1))
+        return self.rng.standard_normal((*batch, self.std.shape[0]), dtype=np.float32)
+
+    def sample(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """Actions for a batch of observations, from ``noise`` (``self.noise(len(obs))`` if None)."""
         phi = self.statistics(obs)
+        if noise is None:
+            noise = self.noise(len(phi))
         if self.discrete:   # inverse-CDF sampling from softmax(φ)
-            p = np.exp(phi - phi.max(1, keepdims=True))
-            c = np.cumsum(p, 1)
-            u = self.rng.random((len(c), 1)) * c[:, -1:]
-            return np.minimum((c < u).sum(1), phi.shape[1] - 1)
-        return (phi + self.std * self.rng.standard_normal(phi.shape, dtype=np.float32)).astype(np.float32)
+            c = np.cumsum(np.exp(phi - phi.max(1, keepdims=True)), 1)
+            return np.minimum((c < noise * c[:, -1:]).sum(1), phi.shape[1] - 1)
+        return phi + self.std * noise
 
 
 def torch_seed_for_numpy() -> int:

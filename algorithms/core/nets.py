@@ -98,9 +98,13 @@ class PolicyHead(nn.Module):
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
 
     def forward(self, features: torch.Tensor) -> Distribution:
+        return self.distribution(self.linear(features))
+
+    def distribution(self, phi: torch.Tensor) -> Distribution:
+        """π(·|s) from the head's output φ (logits, or the mean with this head's log σ)."""
         if self.discrete:
-            return Categorical(self.linear(features))
-        return DiagGaussian(self.linear(features), self.log_std)
+            return Categorical(phi)
+        return DiagGaussian(phi, self.log_std)
 
 
 class ActorCritic(nn.Module):
