@@ -117,6 +117,7 @@ class PPO(OnPolicyActorCritic):
             obs, act, logp_old, v_old, A, R = buf.flat(buf.obs, buf.actions, buf.logp, buf.values, A, R)
 
             n = obs.shape[0]
+            self.flat.check()
             stats: list[torch.Tensor] = []   # per minibatch: pg_loss, value_loss, entropy, approx_kl, clip_fraction
             stop = False
             for _epoch in range(cfg.n_epochs):

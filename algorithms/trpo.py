@@ -48,7 +48,14 @@ from algorithms.base import BaseConfig, ConfigError
 from algorithms.core import explicit
 from algorithms.core.buffer import explained_variance
 from algorithms.core.explicit import FlatAdam, FlatParams
-from algorithms.core.fisher import cg, flat_grad, flat_params, kl_hessian_fvp, set_flat_params
+from algorithms.core.fisher import (
+    cg,
+    flat_grad,
+    flat_params,
+    kl_hessian_fvp,
+    set_flat_params,
+    statistics_fisher_product,
+)
 from algorithms.core.onpolicy import OnPolicyActorCritic
 
 CRITIC_ADAM_EPS = 1e-5   # SB3 ActorCriticPolicy: optimizer_kwargs["eps"] = 1e-5 for Adam
@@ -122,6 +129,13 @@ class NPG(OnPolicyActorCritic):
         self.critic_opt = FlatAdam(self.critic_flat, cfg.learning_rate, eps=CRITIC_ADAM_EPS)
         # MLPs: the critic's backward pass written out (core/explicit.py); CNNs: autograd
         self.critic_net = explicit.layers(pi.v_trunk, pi.v, self.critic_flat) if explicit.supports(pi) else None
+        self.bind_actor()
+
+    def bind_actor(self) -> None:
+        """θ as one flat vector with the actor's layers bound to it (MLPs; ``None`` for CNNs: autograd)."""
+        pi = self.policy
+        self.actor_flat = FlatParams(pi.actor_parameters()) if explicit.supports(pi) else None
+        self.actor_net = explicit.layers(pi.pi_trunk, pi.pi.linear, self.actor_flat) if self.actor_flat else None
 
     def state_dict(self) -> dict:
         """Policy, critic optimiser, step counter; the runner saves the env (normalisation
@@ -148,10 +162,13 @@ class NPG(OnPolicyActorCritic):
             ratio = torch.exp(dist.log_prob(act) - logp_old)
             return (ratio * adv).mean(), old.kl(dist).mean()
 
-        dist = pi.dist(obs)                             # π_θ at θ = θ_old, with graph
-        surr, kl = surrogate_and_kl(dist)
-        g = flat_grad(surr, params, retain_graph=True)  # g = ∇_θ L(θ_old)
-        Fv = kl_hessian_fvp(kl, params, cfg.cg_damping)  # v ↦ (F + λI) v
+        if self.actor_net is not None:                  # MLPs: g and F·v written out
+            surr, g, Fv = self.explicit_gradient_and_fisher(obs, act, adv, logp_old)
+        else:
+            dist = pi.dist(obs)                             # π_θ at θ = θ_old, with graph
+            surr, kl = surrogate_and_kl(dist)
+            g = flat_grad(surr, params, retain_graph=True)  # g = ∇_θ L(θ_old)
+            Fv = kl_hessian_fvp(kl, params, cfg.cg_damping)  # v ↦ (F + λI) v
         s, residual = cg(Fv, g, cfg.cg_max_steps)       # s ≈ F⁻¹ g
         sFs = float(s @ Fv(s))
         beta = (2 * cfg.target_kl / sFs) ** 0.5 if sFs > 0 and np.isfinite(sFs) else 0.0
@@ -167,6 +184,43 @@ class NPG(OnPolicyActorCritic):
                 "grad_norm": float(g.norm())}
         return problem, diag
 
+    @torch.no_grad()
+    def explicit_gradient_and_fisher(self, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor,
+                                     logp_old: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Callable]:
+        """L(θ_old), g and v ↦ (F + λI) v for an MLP actor, without autograd (``core/explicit.py``):
+
+            g   = (1/N) Σ_t ρ_t A_t J_tᵀ ∂log π(a_t|s_t)/∂φ_t
+            F v = (1/N) Σ_t J_tᵀ M_t J_t v
+
+        J_t = ∂φ_t/∂θ, and M_t the Fisher of π(·|s_t) in its statistics φ (``statistics_fisher_product``).
+        At θ_old, ∂KL/∂φ = 0, so this Gauss-Newton form *is* the Hessian of D̄_KL that
+        ``kl_hessian_fvp`` differentiates twice (tests/test_trpo.py checks one against the other)."""
+        net, flat, head, n = self.actor_net, self.actor_flat, self.policy.pi, obs.shape[0]
+        flat.check()
+        h = explicit.forward(net, obs)
+        dist = head.distribution(h[-1])
+        ratio = torch.exp(dist.log_prob(act) - logp_old)         # ρ_t = 1 at θ_old
+        surr = (ratio * adv).mean()
+        log_std = None if head.discrete else flat.index[id(head.log_std)]
+
+        def pull_back(u: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            """Σ_t J_tᵀ u_t for statistics-space vectors u_t = (∂/∂z) or (∂/∂μ, ∂/∂log σ)."""
+            if log_std is not None:                              # log σ is shared by every state
+                flat.grad_of[id(head.log_std)].copy_(u[1].sum(0))
+            explicit.backward(net, h, u[0])
+            return flat.grad.clone()
+
+        g = pull_back(tuple((ratio * adv / n).unsqueeze(-1) * s for s in dist.log_prob_grad(act)))
+        damping = self.cfg.cg_damping
+
+        def Fv(v: torch.Tensor) -> torch.Tensor:
+            parts = flat.views(v)
+            jv = explicit.jvp(net, h, parts)
+            u = (jv,) if log_std is None else (jv, parts[log_std].expand_as(jv))
+            return pull_back(tuple(m / n for m in statistics_fisher_product(dist, u))) + damping * v
+
+        return surr, g, Fv
+
     def take_step(self, p: StepProblem) -> dict:
         """NPG: θ = θ_old + Δθ, always accepted."""
         set_flat_params(p.params, p.theta_old + p.full_step)
@@ -178,6 +232,7 @@ class NPG(OnPolicyActorCritic):
         ∂/∂V_t of (1/B) Σ_t (V_t − R_t)² is (2/B)(V_t − R_t), back-propagated explicitly for MLPs."""
         cfg, pi, flat, net = self.cfg, self.policy, self.critic_flat, self.critic_net
         n, losses = obs.shape[0], []
+        flat.check()
         for _ in range(cfg.n_critic_updates):
             perm = torch.randperm(n).to(obs.device)   # drawn on the host: the same stream on any device
             for start in range(0, n, cfg.batch_size):

@@ -35,7 +35,6 @@ import shutil
 import sys
 import time
 import traceback
-import types
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -107,7 +106,9 @@ def inputs(kind: str, n: int, dev: str) -> dict[str, torch.Tensor]:
 def natural_step(kind: str, dev: str, damping: float = 0.1) -> dict[str, Any]:
     """NPG.step_problem's Δθ = β (F + λI)⁻¹g, then TRPO.take_step's line search (δ 0.01)."""
     x = inputs(kind, 2048, dev)
-    algo = types.SimpleNamespace(cfg=TRPOConfig(cg_damping=damping), policy=same_net(ActorCritic, ac_args(kind), dev))
+    algo = TRPO.__new__(TRPO)   # only what the policy step reads: its config, and the policy with θ bound flat
+    algo.cfg, algo.policy = TRPOConfig(cg_damping=damping), same_net(ActorCritic, ac_args(kind), dev)
+    algo.bind_actor()
     adv = (x["adv"] - x["adv"].mean()) / (x["adv"].std() + 1e-8)
     problem, diag = NPG.step_problem(algo, x["obs"], x["act"], adv)   # type: ignore[arg-type]
     out = TRPO.take_step(algo, problem)                                # type: ignore[arg-type]

@@ -113,10 +113,9 @@ def test_ppo_trains_the_same_through_either_path(tmp_path, monkeypatch, env_id):
     """Two updates of 4 epochs × 4 minibatches from one seed: the explicit path's parameters
     equal autograd's up to float rounding, and the logged diagnostics agree."""
     overrides = {"n_steps": 64, "batch_size": 16, "n_epochs": 4, "learning_rate": 3e-3, "ent_coef": 0.01}
-    finals = {}
+    finals, init = {}, PPO.__init__
     for path in ("explicit", "autograd"):
         captured = {}
-        init = PPO.__init__
 
         def spy_init(self, cfg, run, path=path, captured=captured):
             init(self, cfg, run)

@@ -9,6 +9,7 @@ import csv
 from pathlib import Path
 
 import pytest
+
 from algorithms.core.explicit import FlatAdam
 from experiments.runner import execute
 

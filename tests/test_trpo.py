@@ -15,7 +15,7 @@ from torch.distributions import Categorical, Independent, Normal, kl_divergence
 from algorithms import registry
 from algorithms.base import ConfigError, build_config
 from algorithms.core.envs import VecEnv
-from algorithms.core.fisher import flat_params, set_flat_params
+from algorithms.core.fisher import flat_grad, flat_params, kl_hessian_fvp, set_flat_params
 from algorithms.trpo import NPG, TRPO, NPGConfig, TRPOConfig
 from experiments.envs import load_catalog
 from experiments.runner import execute, resolve_hyperparams
@@ -151,9 +151,12 @@ def test_line_search_accepts_first_admissible_point():
 
 def npg_kl_ratios(deltas, **overrides) -> list[float]:
     """KL(π_old ‖ π_{θ_old + Δθ}) / δ of the NPG step, in float64, for each δ."""
-    algo = make(NPG, cg_max_steps=200, **overrides)
+    torch.set_default_dtype(torch.float64)   # the policy, and θ's flat vector, built in float64
+    try:
+        algo = make(NPG, cg_max_steps=200, **overrides)
+    finally:
+        torch.set_default_dtype(torch.float32)
     obs, act, adv = batch(algo)
-    algo.policy.double()
     obs, adv = obs.double(), adv.double()
     ratios = []
     for delta in deltas:
@@ -339,3 +342,30 @@ def test_critic_fit_explicit_equals_autograd(env_id):
         fits.append((loss, algo.critic_flat.theta.clone()))
     assert fits[0][0] == pytest.approx(fits[1][0], rel=1e-5)
     torch.testing.assert_close(fits[0][1], fits[1][1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_explicit_gradient_and_fisher_equal_autograd(env_id, activation):
+    """g and (F + λI)v of the MLP path (Gauss-Newton form, written out) against autograd's
+    ∇L and the Hessian-vector product of the mean KL (kl_hessian_fvp) at θ_old."""
+    algo = make(NPG, env_id, activation=activation, cg_damping=0.1)
+    pi = algo.policy
+    with torch.no_grad():     # off the orthogonal init, so that every layer's term matters
+        for p in pi.actor_parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    obs, act, adv = batch(algo)
+    with torch.no_grad():
+        old = pi.dist(obs)
+        logp_old = old.log_prob(act)
+    surr, g, Fv = algo.explicit_gradient_and_fisher(obs, act, adv, logp_old)
+    dist = pi.dist(obs)
+    surr_ref = (torch.exp(dist.log_prob(act) - logp_old) * adv).mean()
+    params = pi.actor_parameters()
+    g_ref = flat_grad(surr_ref, params, retain_graph=True)
+    Fv_ref = kl_hessian_fvp(old.kl(dist).mean(), params, 0.1)
+    torch.testing.assert_close(surr, surr_ref.detach())
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6)
+    for k in range(3):
+        v = torch.randn(g.shape, generator=torch.Generator().manual_seed(k))
+        torch.testing.assert_close(Fv(v), Fv_ref(v), rtol=1e-4, atol=1e-6)

@@ -74,18 +74,23 @@ class RolloutBuffer:
                 for i in np.flatnonzero(trunc & ~term):
                     truncated_at.append((t, int(i), env.final_obs[i].copy()))
         dev = self.device
-        flat_obs = self.obs.reshape(self.T * self.N, *self.obs.shape[2:]).to(dev)
+        flat_obs = self._batch(self.obs.reshape(self.T * self.N, *self.obs.shape[2:]), policy)
         dist, v = policy(flat_obs)
         flat_actions = self.actions.reshape(self.T * self.N, *self.actions.shape[2:]).to(dev)
         self.logp.copy_(dist.log_prob(flat_actions).reshape(self.T, self.N))
         self.values.copy_(v.reshape(self.T, self.N))
         self.next_values[:-1] = self.values[1:]
-        self.next_values[-1].copy_(policy.value(torch.as_tensor(obs, device=dev)))
+        self.next_values[-1].copy_(policy.value(self._batch(torch.as_tensor(obs), policy)))
         if truncated_at:   # time-limit truncation bootstraps with V(s_T) of the final observation
-            finals = torch.as_tensor(np.stack([o for _, _, o in truncated_at]), device=dev)
+            finals = self._batch(torch.as_tensor(np.stack([o for _, _, o in truncated_at])), policy)
             v_final = policy.value(finals).cpu()
             for (t, i, _), v in zip(truncated_at, v_final):
                 self.next_values[t, i] = v
+
+    def _batch(self, obs: torch.Tensor, policy: ActorCritic) -> torch.Tensor:
+        """Observations for a batched forward: on the policy's device; float ones in its dtype."""
+        dtype = policy.v.weight.dtype if obs.is_floating_point() else obs.dtype
+        return obs.to(self.device, dtype)
 
     def advantages(self, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
         return gae(self.rewards, self.values, self.next_values, self.terminated, self.episode_end, gamma, lam)

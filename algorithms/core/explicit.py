@@ -43,13 +43,27 @@ class FlatParams:
         with torch.no_grad():
             self.theta = torch.cat([p.detach().reshape(-1) for p in self.params])
         self.grad = torch.zeros_like(self.theta)
-        self.grad_of: dict[int, torch.Tensor] = {}
-        i = 0
+        self.index = {id(p): k for k, p in enumerate(self.params)}
+        for p, t in zip(self.params, self.views(self.theta)):
+            p.data = t
+        self.grad_of = {id(p): g for p, g in zip(self.params, self.views(self.grad))}
+
+    def check(self) -> None:
+        """Raise if a parameter no longer aliases θ (``module.to(...)``/``.double()`` after construction
+        replaces its storage: the update would then write a vector nobody reads)."""
+        for p, t in zip(self.params, self.views(self.theta)):
+            if p.data_ptr() != t.data_ptr() or p.dtype != t.dtype:
+                raise RuntimeError("a parameter no longer aliases the flat vector θ (was the module moved or "
+                                   "cast after the algorithm was built?); build the algorithm on the final "
+                                   "device and dtype")
+
+    def views(self, vec: torch.Tensor) -> list[torch.Tensor]:
+        """``vec`` (laid out as θ) cut into views shaped like each parameter."""
+        out, i = [], 0
         for p in self.params:
-            n = p.numel()
-            p.data = self.theta[i:i + n].view_as(p)
-            self.grad_of[id(p)] = self.grad[i:i + n].view_as(p)
-            i += n
+            out.append(vec[i:i + p.numel()].view_as(p))
+            i += p.numel()
+        return out
 
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
         """g ← g · min(1, c / (‖g‖₂ + 10⁻⁶)), as ``torch.nn.utils.clip_grad_norm_``; returns ‖g‖₂."""
@@ -98,6 +112,8 @@ class Layer:
     dW: torch.Tensor    # views of FlatParams.grad
     db: torch.Tensor
     act: str            # "tanh", "relu" or "id"
+    iW: int             # W's and b's positions in FlatParams.params (for FlatParams.views)
+    ib: int
 
 
 def _linears(module: nn.Module) -> list[tuple[nn.Linear, str]] | None:
@@ -122,8 +138,8 @@ def supports(policy: ActorCritic) -> bool:
 def layers(trunk: nn.Module, head: nn.Linear, flat: FlatParams) -> list[Layer]:
     """The trunk's layers and the head, bound to ``flat``'s parameter and gradient views."""
     lins = _linears(trunk) + [(head, "id")]
-    return [Layer(m.weight.detach(), m.weight.detach().t(), m.bias.detach(), flat.grad_of[id(m.weight)], flat.grad_of[id(m.bias)], a)
-            for m, a in lins]
+    return [Layer(m.weight.detach(), m.weight.detach().t(), m.bias.detach(), flat.grad_of[id(m.weight)],
+                  flat.grad_of[id(m.bias)], a, flat.index[id(m.weight)], flat.index[id(m.bias)]) for m, a in lins]
 
 
 def forward(net: list[Layer], x: torch.Tensor) -> list[torch.Tensor]:
@@ -152,3 +168,22 @@ def backward(net: list[Layer], hs: list[torch.Tensor], d_out: torch.Tensor) -> N
         torch.sum(d, 0, out=L.db)
         if l:
             d = d @ L.W
+
+
+def jvp(net: list[Layer], hs: list[torch.Tensor], v: list[torch.Tensor]) -> torch.Tensor:
+    """J v: the output's directional derivative along the parameter direction ``v`` (per-parameter
+    views, ``FlatParams.views``), by forward mode with dh_0 = 0:
+
+        dz_l = dh_{l−1} W_lᵀ + h_{l−1} dW_lᵀ + db_l,    dh_l = f′(z_l) ⊙ dz_l
+    """
+    d = None
+    for l, L in enumerate(net):
+        dz = torch.addmm(v[L.ib], hs[l], v[L.iW].t())
+        if d is not None:
+            dz.addmm_(d, L.Wt)
+        if L.act == "tanh":
+            dz = torch.ops.aten.tanh_backward(dz, hs[l + 1])
+        elif L.act == "relu":
+            dz = torch.ops.aten.threshold_backward(dz, hs[l + 1], 0)
+        d = dz
+    return d
