@@ -382,6 +382,10 @@ def run_step(rule: str, smk: Any) -> None:
         sweep_metrics = _metrics(i.sweeps) if i.get("sweeps") else None    # read as analysis_claims reads it
         calibrate.calibrate(p.matrix, p.cfg, pd.read_csv(i.scores), monotonic=mono, sweeps=sweep_metrics,
                             compatible=_read(i.get("compatible"))).to_csv(o.csv, index=False)
+    elif rule == "dag_time":
+        from analysis import dag_time
+
+        dag_time.write(p.results, int(p.cores), o.csv, o.html)
     elif rule == "analysis_html":
         make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"), i.get("metrics"),
                   i.get("calibration"))

@@ -133,3 +133,17 @@ def write_csv_atomic(path: Path | str, rows: Sequence[dict[str, Any]], columns: 
     for r in rows:
         w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
     write_text_atomic(path, buf.getvalue())
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc/self/stat's start time against /proc/uptime);
+    None where that cannot be read. The runs and the analysis steps record it for the DAG's time
+    accounting (analysis/dag_time.py)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])   # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None

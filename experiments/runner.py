@@ -1,11 +1,13 @@
 """One run: build the algorithm, train it, evaluate on schedule, write the contract files.
 
 Contract, in the output directory:
-  progress.csv  one row per policy update: step, wall_s, episode_return, episodes, diagnostics
-  eval.csv      step, return_mean, return_std, n_episodes
+  progress.csv  one row per policy update: step, wall_s, train_s, episode_return, episodes, diagnostics
+  eval.csv      step, train_s, return_mean, return_std, n_episodes
   j_eval.csv    (with --j-eval-freq) the same columns: J(π) of the sampled policy every block (claim C3)
-  summary.json  final_eval_return, total_steps, wall_s, steps_per_second, status, resolved
-                hyper-parameters, env id, seed, package versions, git commit
+  summary.json  final_eval_return, total_steps, wall_s, train_s, eval_s, process_s, steps_per_second,
+                status, resolved hyper-parameters, env id, seed, package versions, git commit
+wall_s counts from the run's start; train_s is wall_s less the time spent evaluating (both
+streams), the cost of learning itself; process_s counts from the process's start (start-up).
 All are written atomically; summary.json last, so its presence means the run ended.
 
 Checkpoints (``checkpoint.pt`` beside them, not a declared output of the DAG) hold the
@@ -51,6 +53,7 @@ from experiments.hyperparams import (  # noqa: F401  (re-exported: the runner's 
 )
 from experiments.io import (
     ChecksumError,
+    process_age,
     read_checked,
     remove_stale_temps,
     write_checked_atomic,
@@ -64,7 +67,7 @@ CHECKPOINT_FILES = ("checkpoint.pt", PREVIOUS_CHECKPOINT)
 # Checkpoint format, part of a run's identity: replay memory holds raw observations since issue 12
 # (normalised on sampling). A checkpoint of another format is refused with a clear message.
 CHECKPOINT_FORMAT = 2
-EVAL_COLUMNS = ["step", "return_mean", "return_std", "n_episodes"]
+EVAL_COLUMNS = ["step", "train_s", "return_mean", "return_std", "n_episodes"]
 PACKAGES = ("torch", "numpy", "gymnasium", "ale-py", "mujoco", "stable-baselines3", "sb3-contrib")
 
 
@@ -142,6 +145,7 @@ class RunContext:
     def __post_init__(self) -> None:
         self.env_id = self.spec.id
         self.t0 = time.perf_counter()
+        self.eval_s = 0.0        # seconds spent in evaluations (both streams): wall_s − eval_s = train_s
         self.envs: list[VecEnv] = []
         self.algo: Algorithm | None = None
         self.evaluator = Evaluator(self.spec, self.spec.eval_episodes, EVAL_SEED_OFFSET + self.seed)
@@ -150,7 +154,7 @@ class RunContext:
                             if self.j_eval else None)
         self.next_j = 0
         self.last_checkpoint = time.perf_counter()
-        self.columns: list[str] = ["step", "wall_s", "episode_return", "episodes"]
+        self.columns: list[str] = ["step", "wall_s", "train_s", "episode_return", "episodes"]
         self._bar = None
         if self.progress_bar and sys.stderr.isatty():
             from tqdm import tqdm
@@ -177,6 +181,7 @@ class RunContext:
                    episode_returns: list[float] | None = None) -> None:
         rets = self.pop_episodes() if episode_returns is None else episode_returns
         row: dict[str, Any] = {"step": int(step), "wall_s": round(time.perf_counter() - self.t0, 3),
+                               "train_s": round(self.train_s(), 3),
                                "episode_return": float(np.mean(rets)) if rets else float("nan"), "episodes": len(rets)}
         for k, v in diagnostics.items():
             if k not in self.columns:
@@ -226,9 +231,16 @@ class RunContext:
             returns = evaluator(self.algo.predict)
         return {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "n_episodes": len(returns)}
 
+    def train_s(self) -> float:
+        """Seconds of this run so far outside its evaluations: the cost of learning, comparable between
+        runs whatever their evaluation streams (the x-axis of the report's wall-clock curves)."""
+        return time.perf_counter() - self.t0 - self.eval_s
+
     def evaluate(self, step: int) -> None:
-        self.eval_rows.append({"step": int(step), **self._play(self.evaluator, self.eval_policy == "stochastic",
-                                                              len(self.eval_rows))})
+        t, train_s = time.perf_counter(), round(self.train_s(), 3)
+        self.eval_rows.append({"step": int(step), "train_s": train_s,
+                               **self._play(self.evaluator, self.eval_policy == "stochastic", len(self.eval_rows))})
+        self.eval_s += time.perf_counter() - t
         while self.next_eval <= step:
             self.next_eval += self.spec.eval_freq
 
@@ -236,7 +248,10 @@ class RunContext:
         """Claim C3's stream: J(π) of the sampled policy, seeded exactly as a run whose only
         evaluation is ``--eval-policy stochastic`` with this block and episodes (the same numbers)."""
         assert self.j_eval is not None and self.j_evaluator is not None
-        self.j_rows.append({"step": int(step), **self._play(self.j_evaluator, True, len(self.j_rows))})
+        t, train_s = time.perf_counter(), round(self.train_s(), 3)
+        self.j_rows.append({"step": int(step), "train_s": train_s,
+                            **self._play(self.j_evaluator, True, len(self.j_rows))})
+        self.eval_s += time.perf_counter() - t
         while self.next_j <= step:
             self.next_j += self.j_eval[0]
 
@@ -262,7 +277,7 @@ class RunContext:
                        else {})},
             "rows": self.rows, "eval_rows": self.eval_rows, "columns": self.columns, "next_eval": self.next_eval,
             "j_rows": self.j_rows, "next_j": self.next_j,
-            "wall_s": time.perf_counter() - self.t0,
+            "wall_s": time.perf_counter() - self.t0, "eval_s": self.eval_s,
         }
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -330,6 +345,9 @@ class RunContext:
             self.columns, self.next_eval = state["columns"], state["next_eval"]
             self.j_rows, self.next_j = state.get("j_rows", []), state.get("next_j", 0)
             self.t0 = time.perf_counter() - state["wall_s"]
+            self.eval_s = state.get("eval_s", 0.0)   # checkpoints older than train_s: none recorded
+            if "train_s" not in self.columns:
+                self.columns.insert(self.columns.index("wall_s") + 1, "train_s")
             if self._bar is not None and self.rows:
                 self._bar.update(self.rows[-1]["step"])
             step = self.rows[-1]["step"] if self.rows else 0
@@ -352,6 +370,10 @@ class RunContext:
         self.evaluator.close()
         if self.j_evaluator is not None:
             self.j_evaluator.close()
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, overrides: Mapping[str, Any] | None = None,
@@ -445,6 +467,11 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         "final_eval_return": run.eval_rows[-1]["return_mean"] if run.eval_rows else None,
         "steps_done": total,
         "wall_s": round(wall, 3),
+        "train_s": round(wall - run.eval_s, 3),      # wall_s less the evaluations (both streams)
+        "eval_s": round(run.eval_s, 3),
+        # seconds from this process's start to here: process_s − wall_s is start-up (interpreter,
+        # imports, env and network construction) and writing; the DAG's overhead accounting reads it
+        "process_s": _round(process_age(), 3),
         "steps_per_second": round(total / wall, 1) if wall > 0 else None,
         "family": spec.family,
         "catalogued": spec.catalogued,
@@ -453,6 +480,7 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         "versions": package_versions(),
         "machine": machine_info(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "finished_unix": round(time.time(), 3),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
         "traceback": trace,

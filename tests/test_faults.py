@@ -37,6 +37,7 @@ def rows(path: Path) -> list[dict[str, str]]:
         out = list(csv.DictReader(f))
     for r in out:
         r.pop("wall_s", None)
+        r.pop("train_s", None)
     return out
 
 

@@ -22,6 +22,7 @@ def read(p):
         rows = list(csv.DictReader(f))
     for r in rows:
         r.pop("wall_s", None)
+        r.pop("train_s", None)
     return rows
 
 

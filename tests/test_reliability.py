@@ -23,6 +23,7 @@ def rows(path):
         out = list(csv.DictReader(f))
     for r in out:
         r.pop("wall_s", None)
+        r.pop("train_s", None)
     return out
 
 

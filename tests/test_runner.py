@@ -39,7 +39,12 @@ def test_cli_writes_every_contract_file_and_field(tmp_path, root):
                 "explained_variance", "learning_rate"):
         assert col in progress[0], col
     evals = read_csv(out / "eval.csv")
-    assert list(evals[0]) == ["step", "return_mean", "return_std", "n_episodes"]
+    assert list(evals[0]) == ["step", "train_s", "return_mean", "return_std", "n_episodes"]
+    # the time accounting: training + evaluation = the run's wall time, inside the process's time
+    assert summary["train_s"] + summary["eval_s"] == pytest.approx(summary["wall_s"], abs=2e-3)
+    assert summary["eval_s"] > 0 and summary["process_s"] > summary["wall_s"]
+    train = [float(r["train_s"]) for r in progress]
+    assert train == sorted(train) and all(t <= float(r["wall_s"]) for t, r in zip(train, progress))
     assert int(evals[-1]["step"]) == 1024 and int(evals[-1]["n_episodes"]) == 10
     assert float(summary["final_eval_return"]) == float(evals[-1]["return_mean"])
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
@@ -53,7 +58,8 @@ def test_same_seed_gives_identical_csvs(tmp_path):
     for f in ("eval.csv", "progress.csv"):
         a, b = read_csv(outs[0] / f), read_csv(outs[1] / f)
         for row in a + b:
-            row.pop("wall_s", None)      # wall-clock time is the one column allowed to differ
+            row.pop("wall_s", None)      # wall-clock times are the columns allowed to differ
+            row.pop("train_s", None)
         assert a == b, f
     execute("ppo", "Pendulum-v1", 8, 512, tmp_path / "c", PPO_SMALL, progress_bar=False)
     assert read_csv(tmp_path / "c" / "progress.csv")[0]["pg_loss"] != read_csv(outs[0] / "progress.csv")[0]["pg_loss"]

@@ -82,6 +82,28 @@ if config.get("monotonic"):
     ANALYSIS_TARGETS.append(MONO_CSV)
 
 
+rule dag_time:
+    """Where the DAG's core-time went (the last sitting of jobs): inside training runs, start-up, analysis,
+    the rest. Runs after every other analysis target."""
+    input:
+        list(ANALYSIS_TARGETS),
+    output:
+        csv=f"{_T}/dag_time.csv",
+        html=report(f"{_T}/dag_time.html", caption=_cap("dag_time"), category=_CAT_TOP,
+                    subcategory="What ran (provenance)"),
+    params:
+        results=RESULTS,
+        cores=workflow.cores,
+    log:
+        f"{RESULTS}/logs/analysis/dag_time.log",
+    localrule: True
+    script:
+        _STEP
+
+
+ANALYSIS_TARGETS.append(f"{_T}/dag_time.html")
+
+
 rule analysis_tables:
     """Every run the matrix lists (failed and missing included) → runs / curves / updates tables."""
     input:

@@ -1,0 +1,108 @@
+"""Where the DAG's core-time went: inside training runs, or on start-up, analysis and scheduling.
+
+Every run's summary.json records ``wall_s`` (training and its evaluations), ``process_s`` (from its
+process's start: interpreter, imports, env and network construction, writing) and when it finished;
+every analysis step records its own start and end (``analysis/smk_step.py``: ``<log>.time.json``).
+Jobs are grouped into *sittings*: runs of activity with no gap longer than ``GAP_S``, so that a
+snapshot assembled over several invocations is not read as one long DAG. For the last sitting:
+
+    core-time       = cores × span            span: the first job's start to the last job's end
+    in runs         = Σ wall_s                the share issue 17 asks to be ≥ 90 %
+    run start-up    = Σ (process_s − wall_s)
+    analysis steps  = Σ their durations
+    the rest        = core-time − the above   Snakemake itself, the toy rules, idle cores
+
+``cores`` is the invocation's ``--cores``; a sitting made with other cores is misread by that factor.
+"""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+GAP_S = 120.0
+
+
+def _finished(s: dict) -> float | None:
+    if s.get("finished_unix") is not None:
+        return float(s["finished_unix"])
+    try:   # older summaries: one-second resolution
+        return datetime.strptime(s["finished_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def jobs(results: str | Path) -> pd.DataFrame:
+    """One row per job that left a record: kind ('run', 'sweep run', 'analysis'), start, end, in_run."""
+    root, rows = Path(results), []
+    for kind, pattern in (("run", "runs/*/*/*/summary.json"), ("sweep run", "sweeps/*/*/*/*/summary.json")):
+        for f in sorted(root.glob(pattern)):
+            s = json.loads(f.read_text())
+            end = _finished(s)
+            if end is None or s.get("process_s") is None or s.get("wall_s") is None:
+                rows.append({"kind": kind, "start": None, "end": end, "in_run": s.get("wall_s"), "job": str(f.parent)})
+                continue
+            rows.append({"kind": kind, "start": end - float(s["process_s"]), "end": end,
+                         "in_run": float(s["wall_s"]), "job": str(f.parent)})
+    for f in sorted((root / "logs").glob("**/*.time.json")):
+        t = json.loads(f.read_text())
+        rows.append({"kind": "analysis", "start": t["started"], "end": t["ended"], "in_run": 0.0, "job": t["rule"]})
+    return pd.DataFrame(rows, columns=["kind", "start", "end", "in_run", "job"])
+
+
+def last_sitting(j: pd.DataFrame, gap_s: float = GAP_S) -> tuple[pd.DataFrame, int]:
+    """The jobs of the last sitting (timed jobs only), and how many sittings there were."""
+    t = j.dropna(subset=["start", "end"]).sort_values("start")
+    if t.empty:
+        return t, 0
+    sitting, reach, ids = 0, -float("inf"), []
+    for start, end in zip(t["start"], t["end"]):
+        if start > reach + gap_s:
+            sitting += 1
+        reach = max(reach, end)
+        ids.append(sitting)
+    t = t.assign(sitting=ids)
+    return t[t["sitting"] == sitting], sitting
+
+
+def account(results: str | Path, cores: int) -> pd.DataFrame:
+    """The last sitting's core-time by part, in core-seconds and as a share of cores × span."""
+    j = jobs(results)
+    s, n_sittings = last_sitting(j)
+    untimed = int(j["start"].isna().sum())
+    if s.empty:
+        return pd.DataFrame([{"part": "no timed jobs (runs made before process_s was recorded)", "core_s": None,
+                              "share": None, "jobs": untimed}])
+    span = float(s["end"].max() - s["start"].min())
+    runs = s[s["kind"] != "analysis"]
+    parts = [
+        ("inside training runs (training and its evaluations: Σ wall_s)", runs["in_run"].sum(), len(runs)),
+        ("run start-up and writing (Σ process_s − wall_s)", (runs["end"] - runs["start"] - runs["in_run"]).sum(),
+         len(runs)),
+        ("analysis steps", (s[s["kind"] == "analysis"]["end"] - s[s["kind"] == "analysis"]["start"]).sum(),
+         int((s["kind"] == "analysis").sum())),
+    ]
+    core_s = cores * span
+    rows = [{"part": p, "core_s": round(float(v), 1), "share": round(float(v) / core_s, 4), "jobs": n}
+            for p, v, n in parts]
+    rest = core_s - sum(r["core_s"] for r in rows)
+    rows.append({"part": "the rest: Snakemake, toy rules, idle cores", "core_s": round(rest, 1),
+                 "share": round(rest / core_s, 4), "jobs": None})
+    rows.append({"part": f"cores × span ({cores} × {span:.1f} s; sitting {n_sittings} of {n_sittings}, "
+                         f"{untimed} untimed jobs left out)", "core_s": round(core_s, 1), "share": 1.0,
+                 "jobs": len(s)})
+    return pd.DataFrame(rows)
+
+
+def write(results: str | Path, cores: int, csv_path: str, html_path: str) -> None:
+    from analysis import html
+
+    t = account(results, cores)
+    t.to_csv(csv_path, index=False)
+    html.write_page(html_path, "Where the DAG's core-time went", [
+        ("The last sitting of this snapshot's jobs (no gap over 2 minutes between them): its training runs' "
+         "time against the cores × wall-clock span it occupied. Read from the runs' summary.json and the "
+         "analysis steps' timing files; see analysis/dag_time.py.", html.table_html(t)),
+    ])
