@@ -172,7 +172,7 @@ class PPO(OnPolicyActorCritic):
         cfg, head, B = self.cfg, self.policy.pi, obs.shape[0]
         h_pi, h_v = explicit.forward(self.actor, obs), explicit.forward(self.critic, obs)
         dist, v = head.distribution(h_pi[-1]), h_v[-1].squeeze(-1)
-        logp = dist.log_prob(act)
+        logp, score = dist.log_prob_and_grad(act)               # log π(a_t|s_t), ∂log π/∂φ_t
         log_ratio = logp - logp_old
         ratio = log_ratio.exp()                                   # ρ_t(θ)
         a = _normalise(A) if cfg.normalize_advantage else A
@@ -188,7 +188,7 @@ class PPO(OnPolicyActorCritic):
         else:
             v_loss = d_v.square().mean()
         entropy = dist.entropy().mean()
-        d_phi = [d_logp.unsqueeze(-1) * g for g in dist.log_prob_grad(act)]   # φ = (z) or (μ, log σ)
+        d_phi = [d_logp.unsqueeze(-1) * g for g in score]        # φ = (z) or (μ, log σ)
         if cfg.ent_coef:
             d_phi = [d - (cfg.ent_coef / B) * g for d, g in zip(d_phi, dist.entropy_grad())]
         if not head.discrete:            # log σ is state-independent: its gradient sums over the batch
@@ -206,5 +206,5 @@ def _normalise(a: torch.Tensor) -> torch.Tensor:
 def _stats(pg_loss, v_loss, entropy, ratio, log_ratio, eps: float) -> torch.Tensor:
     """(pg_loss, value_loss, entropy, approx_kl, clip_fraction), approx KL by Schulman's k3 estimator."""
     with torch.no_grad():
-        return torch.stack([pg_loss.detach(), v_loss.detach(), entropy.detach(), ((ratio - 1) - log_ratio).mean(),
-                            ((ratio - 1).abs() > eps).float().mean()])
+        r1 = ratio - 1
+        return torch.stack([pg_loss, v_loss, entropy, (r1 - log_ratio).mean(), (r1.abs() > eps).float().mean()])

@@ -31,6 +31,7 @@ RUN_COLUMNS = ID_COLUMNS + [
     "n_evals",
     "n_updates",
     "wall_s",
+    "train_s",
     "steps_per_second",
     "git_commit",
     "finished_at",
@@ -38,7 +39,7 @@ RUN_COLUMNS = ID_COLUMNS + [
     "machine",
     "run_dir",
 ]
-CURVE_COLUMNS = ID_COLUMNS + ["setting", "status", "step", "eval_return", "eval_return_std", "n_episodes"]
+CURVE_COLUMNS = ID_COLUMNS + ["setting", "status", "step", "train_s", "eval_return", "eval_return_std", "n_episodes"]
 UPDATE_BASE = ["update", "step", "wall_s", "episode_return", "episodes"]
 
 
@@ -146,6 +147,7 @@ def collect(refs: Iterable[RunRef], eval_file: str = "eval.csv") -> Tables:
             "n_evals": 0 if ev is None else len(ev),
             "n_updates": 0 if prog is None else len(prog),
             "wall_s": (summary or {}).get("wall_s"),
+            "train_s": (summary or {}).get("train_s"),
             "steps_per_second": (summary or {}).get("steps_per_second"),
             "git_commit": (summary or {}).get("git_commit"),
             "finished_at": (summary or {}).get("finished_at"),
@@ -160,6 +162,8 @@ def collect(refs: Iterable[RunRef], eval_file: str = "eval.csv") -> Tables:
             c = pd.DataFrame(
                 {
                     "step": pd.to_numeric(ev["step"], errors="coerce"),
+                    # seconds of training before this evaluation (runs made before it was recorded: NaN)
+                    "train_s": pd.to_numeric(ev["train_s"], errors="coerce") if "train_s" in ev else np.nan,
                     "eval_return": pd.to_numeric(ev["return_mean"], errors="coerce"),
                     "eval_return_std": pd.to_numeric(ev.get("return_std"), errors="coerce"),
                     "n_episodes": pd.to_numeric(ev.get("n_episodes"), errors="coerce"),

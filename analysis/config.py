@@ -19,6 +19,7 @@ FIGURES = {
     "monotonic": "monotonic_improvement.png",
     "kl": "kl_vs_delta.png",
     "profiles": "rliable_profiles_iqm.png",
+    "wallclock": "learning_curves_wallclock.png",
 }
 TOY_FIGURES = {"gaussian": "toy_gaussian_ngd_vs_gd.png", "npg": "toy_npg_vs_pg.png",
                "compatible": "toy_compatible_nac.png", "ng_approx": "toy_ng_approx_cg_kfac.png"}

@@ -2,9 +2,11 @@
 
 Every run's summary.json records ``wall_s`` (training and its evaluations), ``process_s`` (from its
 process's start: interpreter, imports, env and network construction, writing) and when it finished;
-every analysis step records its own start and end (``analysis/smk_step.py``: ``<log>.time.json``).
-Jobs are grouped into *sittings*: runs of activity with no gap longer than ``GAP_S``, so that a
-snapshot assembled over several invocations is not read as one long DAG. For the last sitting:
+every analysis step appends its own start and end to ``logs/analysis/steps_time.jsonl``
+(``analysis/smk_step.py``; ``*.time.json`` files are read too). Jobs are grouped into *sittings*:
+runs of activity with no gap longer than ``GAP_S``, so that a snapshot assembled over several
+invocations is not read as one long DAG, nor a later redraw as part of it. For the last sitting that
+trained runs:
 
     core-time       = cores × span            span: the first job's start to the last job's end
     in runs         = Σ wall_s                the share issue 17 asks to be ≥ 90 %
@@ -46,14 +48,17 @@ def jobs(results: str | Path) -> pd.DataFrame:
                 continue
             rows.append({"kind": kind, "start": end - float(s["process_s"]), "end": end,
                          "in_run": float(s["wall_s"]), "job": str(f.parent)})
-    for f in sorted((root / "logs").glob("**/*.time.json")):
-        t = json.loads(f.read_text())
+    steps = [json.loads(f.read_text()) for f in sorted((root / "logs").glob("**/*.time.json"))]
+    for f in sorted((root / "logs").glob("**/steps_time.jsonl")):
+        steps += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    for t in steps:
         rows.append({"kind": "analysis", "start": t["started"], "end": t["ended"], "in_run": 0.0, "job": t["rule"]})
     return pd.DataFrame(rows, columns=["kind", "start", "end", "in_run", "job"])
 
 
 def last_sitting(j: pd.DataFrame, gap_s: float = GAP_S) -> tuple[pd.DataFrame, int]:
-    """The jobs of the last sitting (timed jobs only), and how many sittings there were."""
+    """The jobs of the last sitting that trained runs (timed jobs only; else the last sitting), and
+    how many sittings there were."""
     t = j.dropna(subset=["start", "end"]).sort_values("start")
     if t.empty:
         return t, 0
@@ -64,7 +69,9 @@ def last_sitting(j: pd.DataFrame, gap_s: float = GAP_S) -> tuple[pd.DataFrame, i
         reach = max(reach, end)
         ids.append(sitting)
     t = t.assign(sitting=ids)
-    return t[t["sitting"] == sitting], sitting
+    with_runs = t.loc[t["kind"] != "analysis", "sitting"]
+    pick = int(with_runs.max()) if len(with_runs) else sitting
+    return t[t["sitting"] == pick], sitting
 
 
 def account(results: str | Path, cores: int) -> pd.DataFrame:
@@ -90,7 +97,7 @@ def account(results: str | Path, cores: int) -> pd.DataFrame:
     rest = core_s - sum(r["core_s"] for r in rows)
     rows.append({"part": "the rest: Snakemake, toy rules, idle cores", "core_s": round(rest, 1),
                  "share": round(rest / core_s, 4), "jobs": None})
-    rows.append({"part": f"cores × span ({cores} × {span:.1f} s; sitting {n_sittings} of {n_sittings}, "
+    rows.append({"part": f"cores × span ({cores} × {span:.1f} s; sitting {int(s['sitting'].iloc[0])} of {n_sittings}, "
                          f"{untimed} untimed jobs left out)", "core_s": round(core_s, 1), "share": 1.0,
                  "jobs": len(s)})
     return pd.DataFrame(rows)

@@ -26,7 +26,7 @@ import pandas as pd
 from analysis import claims, mechanisms, stats
 from analysis.aggregate import is_main
 from analysis.comparisons import comparisons
-from analysis.plotting import _figure, _main_algos, _save, mean_band, on_grid, palette, placeholder
+from analysis.plotting import _figure, _main_algos, _save, mean_band, on_grid, on_time_grid, palette, placeholder
 from analysis.sweeps import parse_slug
 
 # the reference of an algorithm family that has no SB3 implementation of its own
@@ -99,6 +99,52 @@ def _learning_curves(curves: pd.DataFrame, catalog: Any, path: str | Path, cfg: 
     labels = [k if k not in n.index else f"{k} (n={n.at[k, 'min']})" if n.at[k, "min"] == n.at[k, "max"]
               else f"{k} (n={n.at[k, 'min']}–{n.at[k, 'max']})" for k in handles]
     fig.legend(list(handles.values()), labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def learning_curves_wallclock(
+    curves: pd.DataFrame, catalog: Any, path: str | Path, cfg: Mapping[str, Any] | None = None
+) -> None:
+    c = _main_algos(curves) if not curves.empty else curves
+    if c.empty or "train_s" not in c or c["train_s"].isna().all():
+        return placeholder(path, "Learning curves against training time",
+                           "no run recorded train_s (runs made before 2026-11-26)")
+    _learning_curves_wallclock(c, catalog, path, cfg)
+
+
+@_figure
+def _learning_curves_wallclock(curves: pd.DataFrame, catalog: Any, path: str | Path,
+                               cfg: Mapping[str, Any] | None) -> None:
+    """One panel per env, every full algorithm: eval return against seconds of training on one core
+    (train_s: the run's wall time less its evaluations), mean over seeds with the bootstrap band; each
+    curve ends at its algorithm's shortest run, so where a curve stops is what that algorithm cost."""
+    import matplotlib.pyplot as plt
+
+    g = on_time_grid(curves)
+    n_boot, seed = _bootstrap(cfg)
+    band = mean_band(g, "eval_return", ["env", "algo", "train_s"], n_boot=n_boot, seed=seed)
+    envs, pal = sorted(g["env"].unique()), palette(g["algo"].unique())
+    cols = min(3, len(envs))
+    rows = math.ceil(len(envs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, env in zip(axes.flat, envs):
+        thr = catalog.envs[env].threshold if catalog is not None and env in catalog.envs else float("nan")
+        for algo, b in band[band["env"] == env].groupby("algo", sort=True):
+            ls = "--" if algo.startswith("sb3-") else "-"
+            ax.plot(b["train_s"], b["mean"], ls=ls, c=pal[algo], lw=1.6, label=f"{algo} (n={b['n'].max()})")
+            ax.fill_between(b["train_s"], b["lo"], b["hi"], color=pal[algo], alpha=0.2, lw=0)
+        if np.isfinite(thr):
+            ax.axhline(thr, ls=":", c="k", lw=1)
+        ax.set_title(env, fontsize=9)
+        ax.set_xlabel("seconds of training (one core; evaluation excluded)", fontsize=8)
+        ax.set_ylabel("eval return", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, frameon=False)
+    for ax in list(axes.flat)[len(envs):]:
+        ax.axis("off")
+    fig.suptitle("Learning curves against training time: mean over seeds, 95% bootstrap band; "
+                 "solid ours, dashed SB3", y=1.0)
     fig.tight_layout()
     _save(fig, path)
 

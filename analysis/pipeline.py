@@ -105,6 +105,8 @@ def make_figures(
     m = _metrics(metrics_csv)
     drop = float(cfg.get("C3", {}).get("drop_fraction", 0.1))
     figures.learning_curves(curves, catalog, out["learning_curves"], cfg)
+    if out.get("wallclock"):
+        figures_claims.learning_curves_wallclock(curves, catalog, out["wallclock"], cfg)
     figures.sample_efficiency(m, out["sample_efficiency"])
     figures.acer_ablation(curves, catalog, out["acer_ablation"], metrics=m, updates=updates, cfg=cfg)
     figures.monotonic(curves, m, catalog, drop, out["monotonic"])

@@ -123,6 +123,25 @@ def on_grid(curves: pd.DataFrame, value: str = "eval_return", n: int = 40) -> pd
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
+def on_time_grid(curves: pd.DataFrame, value: str = "eval_return", n: int = 40) -> pd.DataFrame:
+    """Every run's curve against its training time ``train_s`` (evaluation time excluded), linearly
+    interpolated on one grid per env × algorithm from 0 to the shortest of its runs' training times,
+    so that every seed contributes at every point; runs without ``train_s`` are left out."""
+    out = []
+    c = curves.dropna(subset=["train_s", value])
+    for (env, algo), ga in c.groupby(["env", "algo"], sort=True):
+        end = ga.groupby("seed")["train_s"].max().min()
+        grid = np.linspace(0, end, n + 1)[1:]
+        for seed, g in ga.groupby("seed", sort=True):
+            g = g.sort_values("train_s")
+            t, v = g["train_s"].to_numpy(float), g[value].to_numpy(float)
+            pts = grid[grid >= t[0]]
+            if len(pts):
+                out.append(pd.DataFrame({"env": env, "algo": algo, "seed": seed, "train_s": pts,
+                                         value: np.interp(pts, t, v)}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
 def _with_norm(curves: pd.DataFrame, catalog: Any) -> pd.DataFrame:
     c = curves.copy()
     thr = c["env"].map(lambda e: catalog.envs[e].threshold if e in catalog.envs else np.nan)

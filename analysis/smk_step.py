@@ -6,6 +6,7 @@ costs only its own imports.
 """
 
 import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -13,13 +14,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parent))  # noqa: F821  (the repository root)
 
 from analysis.pipeline import run_step  # noqa: E402
-from experiments.io import process_age, write_json_atomic  # noqa: E402
+from experiments.io import process_age  # noqa: E402
 
 # stdout/stderr of the step (warnings included) go to the rule's log: file
 with open(snakemake.log[0], "w") as _log, contextlib.redirect_stdout(_log), contextlib.redirect_stderr(_log):  # noqa: F821
     run_step(snakemake.rule, snakemake)  # noqa: F821
-# the step's start (its process's) and end, for the DAG's time accounting (analysis/dag_time.py)
+# the step's start (its process's) and end, appended to the history the DAG's time accounting reads
+# (analysis/dag_time.py): one short line per step, a single O_APPEND write
 _now = time.time()
-write_json_atomic(Path(snakemake.log[0]).with_suffix(".time.json"),  # noqa: F821
-                  {"rule": snakemake.rule, "started": round(_now - (process_age() or 0.0), 3),  # noqa: F821
-                   "ended": round(_now, 3)})
+_line = json.dumps({"rule": snakemake.rule, "started": round(_now - (process_age() or 0.0), 3),  # noqa: F821
+                    "ended": round(_now, 3)}) + "\n"
+with open(Path(snakemake.log[0]).parent / "steps_time.jsonl", "a") as _f:  # noqa: F821
+    _f.write(_line)

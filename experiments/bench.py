@@ -7,7 +7,8 @@ Each pair trains in this one process, one after the other, one torch thread, on 
 env with the same hyper-parameters (SB3's defaults, normalisation off), timing ``learn()``
 alone (evaluation off). Also reports raw env steps/s under random actions: the ceiling.
 Each measurement is repeated ``--repeats`` times (default 5), alternating which of the pair goes
-first, with the raw env rate measured in every repeat; the table gives medians and min–max, and
+first, with the raw env rate measured before and after the pair in every repeat (their mean is the
+repeat's ceiling); the table gives medians and min–max, and
 ratios are taken within a repeat (paired), so one lucky run does not make a ratio. Absolute
 numbers move with machine load; the ratios are what to compare. ``GOALS`` (issue 17) are checked
 in the ``met`` column.
@@ -125,10 +126,13 @@ def main(argv: list[str] | None = None) -> None:
                 for k in range(a.repeats):
                     # alternate who goes first, so a drift of the machine's load favours neither
                     order = [("ours", ours), ("ref", ref)] if k % 2 == 0 else [("ref", ref), ("ours", ours)]
-                    rep = {"raw": raw_env_steps_per_second(env_id, a.steps)}
+                    before = raw_env_steps_per_second(env_id, a.steps)
+                    rep = {}
                     for key, algo in order:
                         if algo:
                             rep[key] = learn_steps_per_second(algo, env_id, a.steps, overrides)
+                    # the raw rate on both sides of the pair: the machine's speed drifts within a repeat
+                    rep["raw"] = (before + raw_env_steps_per_second(env_id, a.steps)) / 2
                     reps.append(rep)
                     raws.append(rep["raw"])
             except ConfigError as e:   # an algorithm not registered, or the space not handled

@@ -565,3 +565,36 @@ def test_a_gzipped_progress_log_reads_as_the_plain_one(tmp_path):
     zipped = aggregate.collect(refs)
     assert len(plain.updates) > 0
     pd.testing.assert_frame_equal(plain.updates, zipped.updates)
+
+
+def test_time_grid_averages_seeds_over_their_common_training_time():
+    """on_time_grid: each env × algorithm on one grid from 0 to its shortest run's train_s; a linear
+    curve is reproduced exactly; runs without train_s (older runs) are left out."""
+    from analysis.plotting import on_time_grid
+
+    rows = []
+    for seed, (t_end, slope) in enumerate([(10.0, 2.0), (8.0, 3.0)]):
+        for t in np.linspace(1.0, t_end, 7):
+            rows.append({"env": "E", "algo": "ppo", "seed": seed, "train_s": t, "eval_return": slope * t})
+    rows.append({"env": "E", "algo": "ppo", "seed": 2, "train_s": np.nan, "eval_return": 5.0})
+    g = on_time_grid(pd.DataFrame(rows), n=8)
+    assert set(g["seed"]) == {0, 1}
+    assert g["train_s"].max() == pytest.approx(8.0)                   # the shorter run's end
+    assert (g["train_s"] >= 1.0).all()                                 # inside each run's own range
+    for seed, slope in ((0, 2.0), (1, 3.0)):
+        s = g[g["seed"] == seed]
+        np.testing.assert_allclose(s["eval_return"], slope * s["train_s"])
+
+
+def test_curves_carry_train_s_and_the_wallclock_figure_is_drawn(tmp_path):
+    d = tmp_path / "runs/ppo/CartPole-v1/0"
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"status": "ok", "wall_s": 3.0, "train_s": 2.0}))
+    pd.DataFrame({"step": [100, 200], "train_s": [0.5, 1.5], "return_mean": [10.0, 20.0], "return_std": [1.0, 1.0],
+                  "n_episodes": [5, 5]}).to_csv(d / "eval.csv", index=False)
+    t = aggregate.collect([aggregate.RunRef(str(d), "ppo", "CartPole-v1", 0, 200)])
+    assert t.runs["train_s"].tolist() == [2.0] and t.curves["train_s"].tolist() == [0.5, 1.5]
+    from analysis.figures_claims import learning_curves_wallclock
+
+    learning_curves_wallclock(t.curves, None, tmp_path / "w.png")
+    assert (tmp_path / "w.png").stat().st_size > 10_000

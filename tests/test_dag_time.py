@@ -20,7 +20,9 @@ def test_last_sitting_shares(tmp_path):
     _run(tmp_path, "runs/trpo/E/0", end=1060.0, process_s=60, wall_s=55)
     _run(tmp_path, "sweeps/ppo/E/clip_range=0.1/0", end=1100.0, process_s=40, wall_s=38)
     (tmp_path / "logs/analysis").mkdir(parents=True)
-    (tmp_path / "logs/analysis/a.time.json").write_text(json.dumps({"rule": "a", "started": 1100.0, "ended": 1110.0}))
+    (tmp_path / "logs/analysis/steps_time.jsonl").write_text(
+        json.dumps({"rule": "a", "started": 1100.0, "ended": 1110.0}) + "\n"
+        + json.dumps({"rule": "a", "started": 5000.0, "ended": 5003.0}) + "\n")   # a later redraw: its own sitting
     _run(tmp_path, "runs/npg/E/0", end=None, process_s=None, wall_s=5)   # made before process_s existed
     t = dag_time.account(tmp_path, cores=2).set_index("part")
     core_s = 2 * 110.0
@@ -32,7 +34,7 @@ def test_last_sitting_shares(tmp_path):
     assert startup == pytest.approx(10 + 5 + 2)
     assert t.loc[t.index.str.startswith("analysis")]["core_s"].item() == pytest.approx(10)
     assert t["share"].iloc[:4].sum() == pytest.approx(1.0, abs=1e-3)
-    assert "sitting 2 of 2" in t.index[-1] and "1 untimed" in t.index[-1]
+    assert "sitting 2 of 3" in t.index[-1] and "1 untimed" in t.index[-1]
 
 
 def test_no_timed_jobs_says_so(tmp_path):

@@ -63,8 +63,8 @@ class RolloutBuffer:
             self._np_obs[t] = obs
             a = sample(t, obs)
             self._np_actions[t] = a
-            if not self.discrete:
-                a = np.clip(a, self.low, self.high)
+            if not self.discrete:   # np.clip's Python wrapper costs several times these two ufuncs
+                a = np.minimum(np.maximum(a, self.low), self.high)
             obs, r, term, trunc = env.step(a)
             self._np_rewards[t] = r
             self._np_term[t] = term

@@ -58,6 +58,10 @@ class Categorical:
         g.scatter_add_(-1, actions.long().unsqueeze(-1), torch.ones_like(g[..., :1]))
         return (g,)
 
+    def log_prob_and_grad(self, actions: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        """(log π(a), ∂ log π(a)/∂z)."""
+        return self.log_prob(actions), self.log_prob_grad(actions)
+
     def entropy_grad(self) -> tuple[torch.Tensor]:
         """∂H/∂z = −p ⊙ (log p + H)."""
         p = self.probs
@@ -107,6 +111,14 @@ class DiagGaussian:
         inv_std = torch.exp(-self.log_std)
         z = (actions - self.mean) * inv_std
         return z * inv_std, z.square() - 1
+
+    def log_prob_and_grad(self, actions: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """(log π(a), (∂/∂μ, ∂/∂log σ)) sharing z = (a − μ)/σ between the value and its gradient."""
+        inv_std = torch.exp(-self.log_std)
+        z = (actions - self.mean) * inv_std
+        z2 = z.square()
+        logp = -0.5 * z2.sum(-1) - (self.log_std + 0.5 * LOG_2PI).sum(-1)
+        return logp, (z * inv_std, z2.sub_(1))
 
     def entropy_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(∂H/∂μ, ∂H/∂log σ) = (0, 1)."""

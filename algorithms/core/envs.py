@@ -194,7 +194,9 @@ class VecEnv:
         done = term | trunc
         self._raw_obs, self.raw_final_obs, self.raw_rewards = raw_next, raw_final, rew
         self.obs = self.normalize_obs(raw_next)
-        self.final_obs = self.normalize_obs(raw_final)
+        # where no episode ended the final observations are the returned ones: the same array, not a
+        # second normalisation of equal values (read-only for callers, who copy what they keep)
+        self.final_obs = self.normalize_obs(raw_final) if done.any() else self.obs
         self._update_ret(rew, done)
         return self.obs, self.normalize_reward(rew), term, trunc
 

@@ -144,7 +144,7 @@ def layers(trunk: nn.Module, head: nn.Linear, flat: FlatParams) -> list[Layer]:
 
 def forward(net: list[Layer], x: torch.Tensor) -> list[torch.Tensor]:
     """[h_0 = x, h_1, …, h_L]: every layer's output, kept for the backward pass."""
-    hs = [x.reshape(x.shape[0], -1)]
+    hs = [x if x.dim() == 2 else x.reshape(x.shape[0], -1)]
     for L in net:
         z = torch.addmm(L.b, hs[-1], L.Wt)
         if L.act == "tanh":
@@ -167,7 +167,7 @@ def backward(net: list[Layer], hs: list[torch.Tensor], d_out: torch.Tensor) -> N
         torch.mm(d.t(), hs[l], out=L.dW)
         torch.sum(d, 0, out=L.db)
         if l:
-            d = d @ L.W
+            d = torch.mm(d, L.W)
 
 
 def jvp(net: list[Layer], hs: list[torch.Tensor], v: list[torch.Tensor]) -> torch.Tensor:

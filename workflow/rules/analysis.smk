@@ -162,6 +162,8 @@ rule analysis_figures:
         monotonic=report(f"{_F}/{_FIGURES['monotonic']}", caption=_cap("monotonic"), category=_CAT_MONO),
         kl=report(f"{_F}/{_FIGURES['kl']}", caption=_cap("kl_vs_delta"), category=_CAT_MONO),
         profiles=report(f"{_F}/{_FIGURES['profiles']}", caption=_cap("rliable"), category=_CAT_EFF),
+        wallclock=report(f"{_F}/{_FIGURES['wallclock']}", caption=_cap("learning_curves_wallclock"),
+                         category=_CAT_EFF),
     params:
         cfg=ANALYSIS_CFG,
     log:
