@@ -2,8 +2,8 @@
 
 Every run's summary.json records ``wall_s`` (training and its evaluations), ``process_s`` (from its
 process's start: interpreter, imports, env and network construction, writing) and when it finished;
-every analysis step appends its own start and end to ``logs/analysis/steps_time.jsonl``
-(``analysis/smk_step.py``; ``*.time.json`` files are read too). Jobs are grouped into *sittings*:
+every analysis step appends its own start and end to ``timing/steps_time.jsonl``
+(``analysis/smk_step.py``; ``logs/**/*.time.json`` files are read too). Jobs are grouped into *sittings*:
 runs of activity with no gap longer than ``GAP_S``, so that a snapshot assembled over several
 invocations is not read as one long DAG, nor a later redraw as part of it. For the last sitting that
 trained runs:
@@ -49,7 +49,7 @@ def jobs(results: str | Path) -> pd.DataFrame:
             rows.append({"kind": kind, "start": end - float(s["process_s"]), "end": end,
                          "in_run": float(s["wall_s"]), "job": str(f.parent)})
     steps = [json.loads(f.read_text()) for f in sorted((root / "logs").glob("**/*.time.json"))]
-    for f in sorted((root / "logs").glob("**/steps_time.jsonl")):
+    for f in sorted([*root.glob("timing/steps_time.jsonl"), *(root / "logs").glob("**/steps_time.jsonl")]):
         steps += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
     for t in steps:
         rows.append({"kind": "analysis", "start": t["started"], "end": t["ended"], "in_run": 0.0, "job": t["rule"]})

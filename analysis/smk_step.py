@@ -20,9 +20,12 @@ from experiments.io import process_age  # noqa: E402
 with open(snakemake.log[0], "w") as _log, contextlib.redirect_stdout(_log), contextlib.redirect_stderr(_log):  # noqa: F821
     run_step(snakemake.rule, snakemake)  # noqa: F821
 # the step's start (its process's) and end, appended to the history the DAG's time accounting reads
-# (analysis/dag_time.py): one short line per step, a single O_APPEND write
+# (analysis/dag_time.py): one short line per step, a single O_APPEND write, into {RESULTS}/timing/
+# (committed with a snapshot, unlike logs/; every analysis rule logs to {RESULTS}/logs/analysis/)
 _now = time.time()
 _line = json.dumps({"rule": snakemake.rule, "started": round(_now - (process_age() or 0.0), 3),  # noqa: F821
                     "ended": round(_now, 3)}) + "\n"
-with open(Path(snakemake.log[0]).parent / "steps_time.jsonl", "a") as _f:  # noqa: F821
+_timing = Path(snakemake.log[0]).resolve().parents[2] / "timing"  # noqa: F821
+_timing.mkdir(exist_ok=True)
+with open(_timing / "steps_time.jsonl", "a") as _f:
     _f.write(_line)

@@ -20,7 +20,8 @@ def test_last_sitting_shares(tmp_path):
     _run(tmp_path, "runs/trpo/E/0", end=1060.0, process_s=60, wall_s=55)
     _run(tmp_path, "sweeps/ppo/E/clip_range=0.1/0", end=1100.0, process_s=40, wall_s=38)
     (tmp_path / "logs/analysis").mkdir(parents=True)
-    (tmp_path / "logs/analysis/steps_time.jsonl").write_text(
+    (tmp_path / "timing").mkdir()
+    (tmp_path / "timing/steps_time.jsonl").write_text(
         json.dumps({"rule": "a", "started": 1100.0, "ended": 1110.0}) + "\n"
         + json.dumps({"rule": "a", "started": 5000.0, "ended": 5003.0}) + "\n")   # a later redraw: its own sitting
     _run(tmp_path, "runs/npg/E/0", end=None, process_s=None, wall_s=5)   # made before process_s existed
