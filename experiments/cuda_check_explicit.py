@@ -1,0 +1,110 @@
+"""Explicit backprop (core/explicit.py) on CUDA against autograd and torch.optim.Adam on the same device,
+and against the CPU: PPO's minibatch gradient, NPG's g and F·v, FlatAdam's step. Prints JSON; exit 1 if a
+relative difference is ≥ 1e-4. Standalone and light (torch, numpy, gymnasium and its three small
+dependencies only), so it runs on the lent GPU machine when the full ``experiments.cuda_check``
+bundle does not fit beside the tracked tree (2026-11-26: 61.5 MB tracked + 28 MiB of wheels > 64 MiB):
+
+    # the wheels of gymnasium, cloudpickle, farama-notifications, typing_extensions in DIR (carried)
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site DIR/*.whl
+    PYTHONPATH=/tmp/site:. python3 -m experiments.cuda_check_explicit
+
+Without CUDA it compares the CPU with itself (a smoke test of the script). Result of 2026-11-26 on an
+H200, torch 2.11.0+cu130: results/device/explicit_cuda_check.json (made by this script before its
+tidy-up into functions: the same computations and thresholds)."""
+import json
+import sys
+
+import gymnasium as gym
+import torch
+
+from algorithms.core import explicit
+from algorithms.core.explicit import FlatAdam, FlatParams
+from algorithms.core.fisher import flat_grad, kl_hessian_fvp
+from algorithms.core.nets import ActorCritic
+from algorithms.ppo import PPO, PPOConfig
+from algorithms.trpo import NPG, NPGConfig
+
+OBS = gym.spaces.Box(-1, 1, (11,))
+SPACES = {"discrete": gym.spaces.Discrete(4), "continuous": gym.spaces.Box(-1, 1, (3,))}
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().cpu(), b.double().cpu()
+    return float((a - b).norm() / max(float(a.norm()), 1e-30))
+
+
+def policy(space: gym.Space, dev: str, seed: int = 0) -> ActorCritic:
+    torch.manual_seed(seed)
+    pi = ActorCritic(OBS, space, (64, 64), log_std_init=-0.3)
+    with torch.no_grad():   # off the orthogonal init, so every layer's term matters
+        for p in pi.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return pi.to(dev)
+
+
+def minibatch(space: gym.Space, dev: str, B: int = 256) -> list[torch.Tensor]:
+    """(s, a, log π_old, V_old, A, R), drawn on the CPU and moved: the same numbers on every device."""
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(B, 11, generator=g)
+    with torch.no_grad():
+        d, v = policy(space, "cpu")(obs)
+        act = d.sample(generator=g)
+        logp_old = d.log_prob(act) + 0.3 * torch.randn(B, generator=g)
+    v_old = v + 0.2 * torch.randn(B, generator=g)
+    A, R = torch.randn(B, generator=g), torch.randn(B, generator=g)
+    return [x.to(dev) for x in (obs, act, logp_old, v_old, A, R)]
+
+
+def one_device(space: gym.Space, dev: str) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    ppo = PPO.__new__(PPO)   # only what the minibatch step reads
+    ppo.cfg, ppo.policy = PPOConfig(clip_range_vf=0.2, ent_coef=0.01), policy(space, dev)
+    ppo.flat = FlatParams(list(ppo.policy.parameters()))
+    ppo.actor = explicit.layers(ppo.policy.pi_trunk, ppo.policy.pi.linear, ppo.flat)
+    ppo.critic = explicit.layers(ppo.policy.v_trunk, ppo.policy.v, ppo.flat)
+    mb = minibatch(space, dev)
+    ppo.autograd_grad(*mb, eps=0.2)
+    g_auto = ppo.flat.grad.clone()
+    ppo.explicit_grad(*mb, eps=0.2)
+    g_exp = ppo.flat.grad.clone()
+    ref = policy(space, dev)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3, eps=1e-5)
+    for p, gv in zip(ref.parameters(), ppo.flat.views(g_exp)):
+        p.grad = gv.clone()
+    ref_opt.step()
+    FlatAdam(ppo.flat, 1e-3, 1e-5).step()
+    theta_ref = torch.cat([p.detach().reshape(-1) for p in ref.parameters()])
+
+    npg = NPG.__new__(NPG)
+    npg.cfg, npg.policy = NPGConfig(cg_damping=0.1), policy(space, dev)
+    npg.bind_actor()
+    obs, act, _, _, A, _ = mb
+    with torch.no_grad():
+        old = npg.policy.dist(obs)
+        logp_old = old.log_prob(act)
+    _, g, Fv = npg.explicit_gradient_and_fisher(obs, act, A, logp_old)
+    dist, params = npg.policy.dist(obs), npg.policy.actor_parameters()
+    g_ref = flat_grad((torch.exp(dist.log_prob(act) - logp_old) * A).mean(), params, retain_graph=True)
+    Fv_ref = kl_hessian_fvp(old.kl(dist).mean(), params, 0.1)
+    v = torch.randn(g.shape, generator=torch.Generator().manual_seed(3)).to(dev)
+    Fv_v = Fv(v)
+    numbers = {"ppo_explicit_vs_autograd": rel(g_auto, g_exp),
+               "flat_adam_vs_torch_adam": rel(theta_ref, ppo.flat.theta), "npg_g_vs_autograd": rel(g_ref, g), "npg_Fv_vs_kl_hessian": rel(Fv_ref(v), Fv_v)}
+    return numbers, {"g_exp": g_exp, "theta": ppo.flat.theta.clone(), "g": g, "Fv": Fv_v}
+
+
+def main() -> int:
+    gpu = "cuda" if torch.cuda.is_available() else "cpu"
+    out: dict = {"device": torch.cuda.get_device_name(0) if gpu == "cuda" else "cpu only", "torch": torch.__version__}
+    for kind, space in SPACES.items():
+        tensors = {}
+        for dev in ("cpu", gpu):
+            out[f"{kind}_{dev}"], tensors[dev] = one_device(space, dev)
+        out[f"{kind}_{gpu}_vs_cpu"] = {k: rel(tensors["cpu"][k], tensors[gpu][k]) for k in tensors["cpu"]}
+    bad = [f"{k}.{m}" for k, d in out.items() if isinstance(d, dict) for m, x in d.items() if not x < 1e-4]
+    out.update(passed=not bad, failed=bad)
+    print(json.dumps(out, indent=1))
+    return 0 if not bad else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
