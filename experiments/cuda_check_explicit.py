@@ -88,7 +88,8 @@ def one_device(space: gym.Space, dev: str) -> tuple[dict[str, float], dict[str, 
     v = torch.randn(g.shape, generator=torch.Generator().manual_seed(3)).to(dev)
     Fv_v = Fv(v)
     numbers = {"ppo_explicit_vs_autograd": rel(g_auto, g_exp),
-               "flat_adam_vs_torch_adam": rel(theta_ref, ppo.flat.theta), "npg_g_vs_autograd": rel(g_ref, g), "npg_Fv_vs_kl_hessian": rel(Fv_ref(v), Fv_v)}
+               "flat_adam_vs_torch_adam": rel(theta_ref, ppo.flat.theta),
+               "npg_g_vs_autograd": rel(g_ref, g), "npg_Fv_vs_kl_hessian": rel(Fv_ref(v), Fv_v)}
     return numbers, {"g_exp": g_exp, "theta": ppo.flat.theta.clone(), "g": g, "Fv": Fv_v}
 
 
