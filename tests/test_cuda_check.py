@@ -50,3 +50,15 @@ def test_trajectory_to_its_own_device_is_itself_and_a_copy_elsewhere_keeps_every
         moved = tr.to(torch.device("cuda"))
         assert moved.obs.is_cuda and moved.stats["log_probs"].is_cuda
         assert torch.equal(moved.rewards.cpu(), tr.rewards)
+
+
+def test_explicit_path_check_passes_on_the_cpu(capsys):
+    """experiments/cuda_check_explicit.py, the light device check of core/explicit.py: on a machine without
+    CUDA it compares the CPU with itself and every explicit quantity with its autograd/torch oracle."""
+    import json
+
+    from experiments import cuda_check_explicit
+
+    assert cuda_check_explicit.main() == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["passed"] and out["discrete_cpu"]["ppo_explicit_vs_autograd"] < 1e-5
