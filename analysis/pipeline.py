@@ -387,7 +387,7 @@ def run_step(rule: str, smk: Any) -> None:
     elif rule == "dag_time":
         from analysis import dag_time
 
-        dag_time.write(p.results, int(p.cores), o.csv, o.html)
+        dag_time.write(p.results, int(p.cores) or 1, o.csv, o.html)
     elif rule == "analysis_html":
         make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"), i.get("metrics"),
                   i.get("calibration"))

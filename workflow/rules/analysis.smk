@@ -93,7 +93,8 @@ rule dag_time:
                     subcategory="What ran (provenance)"),
     params:
         results=RESULTS,
-        cores=workflow.cores,
+        # the invocation's --cores, read when the job runs (`snakemake --report` has none to give)
+        cores=invocation_cores,
     log:
         f"{RESULTS}/logs/analysis/dag_time.log",
     localrule: True

@@ -71,3 +71,11 @@ def run_resources(wc):
 def device_of(wc, resources):
     """`auto` (CUDA if visible, else CPU) for runs given a GPU; CPU otherwise (small nets)."""
     return "auto" if int(resources.get("gpu", 0) or 0) else "cpu"
+
+
+def invocation_cores(wc):
+    """This invocation's --cores (0 where it has none, e.g. `snakemake --report`), for rule dag_time."""
+    try:
+        return int(workflow.cores)
+    except Exception:   # snakemake's WorkflowError: no total number of cores defined
+        return 0
