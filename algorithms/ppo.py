@@ -120,12 +120,12 @@ class PPO(OnPolicyActorCritic):
             self.flat.check()
             stats: list[torch.Tensor] = []   # per minibatch: pg_loss, value_loss, entropy, approx_kl, clip_fraction
             stop = False
+            grad = self.explicit_grad if self.explicit else self.autograd_grad   # ∇ loss into self.flat.grad
             for _epoch in range(cfg.n_epochs):
                 perm = torch.randperm(n).to(obs.device)   # one gather per epoch; then contiguous views
                 e_obs, e_act, e_logp_old, e_v_old, e_A, e_R = (x[perm] for x in (obs, act, logp_old, v_old, A, R))
                 for start in range(0, n, cfg.batch_size):
                     mb = slice(start, start + cfg.batch_size)
-                    grad = self.explicit_grad if self.explicit else self.autograd_grad
                     st = grad(e_obs[mb], e_act[mb], e_logp_old[mb], e_v_old[mb], e_A[mb], e_R[mb], eps)
                     if cfg.target_kl is not None and st[3].item() > 1.5 * cfg.target_kl:
                         stop = True      # approx KL before this minibatch's step: the step is not taken
