@@ -92,7 +92,7 @@ rule dag_time:
         html=report(f"{_T}/dag_time.html", caption=_cap("dag_time"), category=_CAT_TOP,
                     subcategory="What ran (provenance)"),
     params:
-        results=RESULTS,
+        results=lambda wc, output: str(Path(output.csv).parents[1]),   # {RESULTS}
         # the invocation's --cores, read when the job runs (`snakemake --report` has none to give)
         cores=invocation_cores,
     log:
