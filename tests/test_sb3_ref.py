@@ -139,7 +139,7 @@ def _check_contract(out, algo, env_id, steps):
     progress, evals = read_csv(out / "progress.csv"), read_csv(out / "eval.csv")
     assert int(progress[-1]["step"]) >= steps and summary["steps_done"] == int(progress[-1]["step"])
     assert [int(r["step"]) for r in progress] == sorted({int(r["step"]) for r in progress})
-    assert list(evals[0]) == ["step", "return_mean", "return_std", "n_episodes"]
+    assert list(evals[0]) == ["step", "train_s", "return_mean", "return_std", "n_episodes"]
     assert int(evals[-1]["step"]) == int(progress[-1]["step"]) and int(evals[-1]["n_episodes"]) == 10
     assert float(summary["final_eval_return"]) == float(evals[-1]["return_mean"])
     assert sum(int(r["episodes"]) for r in progress) > 0
