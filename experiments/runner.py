@@ -218,8 +218,10 @@ class RunContext:
             raise Divergence(f"non-finite parameter {name} at step {step}")
 
     def _play(self, evaluator: Evaluator, stochastic: bool, k: int) -> dict[str, Any]:
-        """The k-th evaluation of a stream: its episodes' returns summarised."""
+        """The k-th evaluation of a stream: the training time before it and its episodes' returns
+        summarised; its own duration is added to ``eval_s``."""
         assert self.algo is not None
+        t, train_s = time.perf_counter(), round(self.train_s(), 3)
         if stochastic:
             # sampled actions from a torch RNG seeded per evaluation; training's RNG state is restored,
             # so evaluating does not change what the algorithm draws next
@@ -229,7 +231,9 @@ class RunContext:
                 returns = evaluator(self.algo.predict_stochastic)
         else:
             returns = evaluator(self.algo.predict)
-        return {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "n_episodes": len(returns)}
+        self.eval_s += time.perf_counter() - t
+        return {"train_s": train_s, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+                "n_episodes": len(returns)}
 
     def train_s(self) -> float:
         """Seconds of this run so far outside its evaluations: the cost of learning, comparable between
@@ -237,10 +241,8 @@ class RunContext:
         return time.perf_counter() - self.t0 - self.eval_s
 
     def evaluate(self, step: int) -> None:
-        t, train_s = time.perf_counter(), round(self.train_s(), 3)
-        self.eval_rows.append({"step": int(step), "train_s": train_s,
-                               **self._play(self.evaluator, self.eval_policy == "stochastic", len(self.eval_rows))})
-        self.eval_s += time.perf_counter() - t
+        self.eval_rows.append({"step": int(step), **self._play(self.evaluator, self.eval_policy == "stochastic",
+                                                              len(self.eval_rows))})
         while self.next_eval <= step:
             self.next_eval += self.spec.eval_freq
 
@@ -248,10 +250,7 @@ class RunContext:
         """Claim C3's stream: J(π) of the sampled policy, seeded exactly as a run whose only
         evaluation is ``--eval-policy stochastic`` with this block and episodes (the same numbers)."""
         assert self.j_eval is not None and self.j_evaluator is not None
-        t, train_s = time.perf_counter(), round(self.train_s(), 3)
-        self.j_rows.append({"step": int(step), "train_s": train_s,
-                            **self._play(self.j_evaluator, True, len(self.j_rows))})
-        self.eval_s += time.perf_counter() - t
+        self.j_rows.append({"step": int(step), **self._play(self.j_evaluator, True, len(self.j_rows))})
         while self.next_j <= step:
             self.next_j += self.j_eval[0]
 
@@ -372,10 +371,6 @@ class RunContext:
             self.j_evaluator.close()
 
 
-def _round(x: float | None, digits: int) -> float | None:
-    return None if x is None else round(x, digits)
-
-
 def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, overrides: Mapping[str, Any] | None = None,
             device: str = "cpu", catalog: EnvCatalog | None = None, progress_bar: bool = True,
             checkpoint_secs: float = 60.0, eval_episodes: int | None = None, eval_freq: int | None = None,
@@ -471,7 +466,7 @@ def execute(algo: str, env_id: str, seed: int, steps: int, out: Path | str, over
         "eval_s": round(run.eval_s, 3),
         # seconds from this process's start to here: process_s − wall_s is start-up (interpreter,
         # imports, env and network construction) and writing; the DAG's overhead accounting reads it
-        "process_s": _round(process_age(), 3),
+        "process_s": None if (age := process_age()) is None else round(age, 3),
         "steps_per_second": round(total / wall, 1) if wall > 0 else None,
         "family": spec.family,
         "catalogued": spec.catalogued,
