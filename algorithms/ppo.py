@@ -156,8 +156,7 @@ class PPO(OnPolicyActorCritic):
         v_loss = (R - v).pow(2).mean()
         entropy = dist.entropy().mean()
         loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
-        grads = torch.autograd.grad(loss, self.flat.params)
-        torch.cat([g.reshape(-1) for g in grads], out=self.flat.grad)
+        self.flat.autograd(loss)
         return _stats(pg_loss, v_loss, entropy, ratio, log_ratio, eps)
 
     @torch.no_grad()

@@ -246,8 +246,7 @@ class NPG(OnPolicyActorCritic):
                         explicit.backward(net, h, err.mul(2.0 / len(r)).unsqueeze(-1))
                 else:
                     loss = (pi.value(o) - r).pow(2).mean()
-                    grads = torch.autograd.grad(loss, flat.params)
-                    torch.cat([g.reshape(-1) for g in grads], out=flat.grad)
+                    flat.autograd(loss)
                 self.critic_opt.step()
                 losses.append(loss.detach())
         return float(torch.stack(losses).mean())

@@ -108,9 +108,7 @@ class DiagGaussian:
 
     def log_prob_grad(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(∂ log π(a)/∂μ, ∂ log π(a)/∂log σ) = ((a − μ)/σ², z² − 1), z = (a − μ)/σ."""
-        inv_std = torch.exp(-self.log_std)
-        z = (actions - self.mean) * inv_std
-        return z * inv_std, z.square() - 1
+        return self.log_prob_and_grad(actions)[1]
 
     def log_prob_and_grad(self, actions: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """(log π(a), (∂/∂μ, ∂/∂log σ)) sharing z = (a − μ)/σ between the value and its gradient."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from algorithms.core.nets import ActorCritic
+from algorithms.core.nets import ActorCritic, linear_stack
 
 
 class FlatParams:
@@ -64,6 +64,11 @@ class FlatParams:
             out.append(vec[i:i + p.numel()].view_as(p))
             i += p.numel()
         return out
+
+    def autograd(self, loss: torch.Tensor) -> None:
+        """grad ← ∇_θ loss by autograd (networks the explicit pass does not cover: CNNs)."""
+        grads = torch.autograd.grad(loss, self.params)
+        torch.cat([g.reshape(-1) for g in grads], out=self.grad)
 
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
         """g ← g · min(1, c / (‖g‖₂ + 10⁻⁶)), as ``torch.nn.utils.clip_grad_norm_``; returns ‖g‖₂."""
@@ -116,28 +121,15 @@ class Layer:
     ib: int
 
 
-def _linears(module: nn.Module) -> list[tuple[nn.Linear, str]] | None:
-    """[(Linear, activation after it)] of a Flatten/Linear/Tanh/ReLU stack, or None."""
-    out: list[tuple[nn.Linear, str]] = []
-    for m in (m for m in module.modules() if not isinstance(m, nn.Sequential)):
-        if isinstance(m, nn.Linear):
-            out.append((m, "id"))
-        elif isinstance(m, nn.Tanh | nn.ReLU) and out and out[-1][1] == "id":
-            out[-1] = (out[-1][0], "tanh" if isinstance(m, nn.Tanh) else "relu")
-        elif not isinstance(m, nn.Flatten):
-            return None
-    return out
-
-
 def supports(policy: ActorCritic) -> bool:
     """Explicit backward applies to separate MLP actor and critic on flat observations."""
-    return (not policy.share and _linears(policy.pi_trunk) is not None
-            and _linears(policy.v_trunk) is not None)
+    return (not policy.share and linear_stack(policy.pi_trunk) is not None
+            and linear_stack(policy.v_trunk) is not None)
 
 
 def layers(trunk: nn.Module, head: nn.Linear, flat: FlatParams) -> list[Layer]:
     """The trunk's layers and the head, bound to ``flat``'s parameter and gradient views."""
-    lins = _linears(trunk) + [(head, "id")]
+    lins = linear_stack(trunk) + [(head, "id")]
     return [Layer(m.weight.detach(), m.weight.detach().t(), m.bias.detach(), flat.grad_of[id(m.weight)],
                   flat.grad_of[id(m.bias)], a, flat.index[id(m.weight)], flat.index[id(m.bias)]) for m, a in lins]
 

@@ -18,24 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from algorithms.core.nets import ActorCritic
+from algorithms.core.nets import ActorCritic, linear_stack
 
 
-def _linear_layers(module: nn.Module) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
-    """[(Wᵀ, b, activation)] of a Flatten/Linear/Tanh/ReLU stack, or None if it is anything else."""
-    layers: list[tuple[np.ndarray, np.ndarray, str]] = []
-    mods = [m for m in module.modules() if not isinstance(m, nn.Sequential)]
-    for m in mods:
-        if isinstance(m, nn.Linear):
-            layers.append((m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy(), "id"))
-        elif isinstance(m, nn.Tanh | nn.ReLU):
-            if not layers:
-                return None
-            w, b, _ = layers[-1]
-            layers[-1] = (w, b, "tanh" if isinstance(m, nn.Tanh) else "relu")
-        elif not isinstance(m, nn.Flatten):
-            return None
-    return layers
+def _numpy_layers(linears: list[tuple[nn.Linear, str]]) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """[(Wᵀ, b, activation)] as NumPy copies."""
+    return [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy(), act)
+            for m, act in linears]
 
 
 class NumpyActor:
@@ -48,13 +37,11 @@ class NumpyActor:
 
     @staticmethod
     def supports(policy: ActorCritic) -> bool:
-        return _linear_layers(policy.pi_trunk) is not None
+        return linear_stack(policy.pi_trunk) is not None
 
     def refresh(self) -> None:
         """Copy the current torch weights (call after every update)."""
-        self.layers = _linear_layers(self.policy.pi_trunk) + [
-            (self.policy.pi.linear.weight.detach().cpu().numpy().T.copy(),
-             self.policy.pi.linear.bias.detach().cpu().numpy().copy(), "id")]
+        self.layers = _numpy_layers(linear_stack(self.policy.pi_trunk) + [(self.policy.pi.linear, "id")])
         self.discrete = self.policy.pi.discrete
         if not self.discrete:
             self.std = np.exp(self.policy.pi.log_std.detach().cpu().numpy()).astype(np.float32)

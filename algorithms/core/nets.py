@@ -24,6 +24,21 @@ def ortho_init(module: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
     return module
 
 
+def linear_stack(module: nn.Module) -> list[tuple[nn.Linear, str]] | None:
+    """[(Linear, activation after it: "tanh", "relu" or "id")] of a Flatten/Linear/Tanh/ReLU stack
+    (what ``mlp`` builds), or None if the module is anything else (a CNN). Read by the NumPy rollout
+    actor (core/fast.py) and the explicit backward pass (core/explicit.py)."""
+    out: list[tuple[nn.Linear, str]] = []
+    for m in (m for m in module.modules() if not isinstance(m, nn.Sequential)):
+        if isinstance(m, nn.Linear):
+            out.append((m, "id"))
+        elif isinstance(m, nn.Tanh | nn.ReLU) and out and out[-1][1] == "id":
+            out[-1] = (out[-1][0], "tanh" if isinstance(m, nn.Tanh) else "relu")
+        elif not isinstance(m, nn.Flatten):
+            return None
+    return out
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
     layers: list[nn.Module] = []
     for h in hidden:
