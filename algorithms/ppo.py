@@ -63,10 +63,14 @@ class PPO(OnPolicyActorCritic):
 
     def __init__(self, cfg: PPOConfig, run) -> None:
         super().__init__(cfg, run)
-        pi = self.policy
-        self.flat = FlatParams(list(pi.parameters()))     # θ (actor and critic) as one vector
+        self.bind()
         self.opt = FlatAdam(self.flat, cfg.learning_rate, eps=1e-5)
-        # MLPs: the backward pass written out (core/explicit.py); CNNs: autograd
+
+    def bind(self) -> None:
+        """θ (actor and critic) as one flat vector; for MLPs the layers of the written-out backward
+        pass bound to it (core/explicit.py), for CNNs autograd (``explicit`` False)."""
+        pi = self.policy
+        self.flat = FlatParams(list(pi.parameters()))
         self.explicit = explicit.supports(pi)
         if self.explicit:
             self.actor = explicit.layers(pi.pi_trunk, pi.pi.linear, self.flat)

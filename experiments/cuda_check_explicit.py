@@ -17,8 +17,7 @@ import sys
 import gymnasium as gym
 import torch
 
-from algorithms.core import explicit
-from algorithms.core.explicit import FlatAdam, FlatParams
+from algorithms.core.explicit import FlatAdam
 from algorithms.core.fisher import flat_grad, kl_hessian_fvp
 from algorithms.core.nets import ActorCritic
 from algorithms.ppo import PPO, PPOConfig
@@ -58,9 +57,7 @@ def minibatch(space: gym.Space, dev: str, B: int = 256) -> list[torch.Tensor]:
 def one_device(space: gym.Space, dev: str) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     ppo = PPO.__new__(PPO)   # only what the minibatch step reads
     ppo.cfg, ppo.policy = PPOConfig(clip_range_vf=0.2, ent_coef=0.01), policy(space, dev)
-    ppo.flat = FlatParams(list(ppo.policy.parameters()))
-    ppo.actor = explicit.layers(ppo.policy.pi_trunk, ppo.policy.pi.linear, ppo.flat)
-    ppo.critic = explicit.layers(ppo.policy.v_trunk, ppo.policy.v, ppo.flat)
+    ppo.bind()
     mb = minibatch(space, dev)
     ppo.autograd_grad(*mb, eps=0.2)
     g_auto = ppo.flat.grad.clone()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.core import explicit
 from algorithms.core.explicit import FlatAdam, FlatParams
 from algorithms.core.nets import ActorCritic
 from algorithms.ppo import PPO, PPOConfig
@@ -31,9 +30,7 @@ def _ppo(pi: ActorCritic, **cfg) -> PPO:
     """A PPO's update machinery around ``pi``, without a run (the gradient methods need no env)."""
     ppo = PPO.__new__(PPO)
     ppo.cfg, ppo.policy = PPOConfig(**cfg), pi
-    ppo.flat = FlatParams(list(pi.parameters()))
-    ppo.actor = explicit.layers(pi.pi_trunk, pi.pi.linear, ppo.flat)
-    ppo.critic = explicit.layers(pi.v_trunk, pi.v, ppo.flat)
+    ppo.bind()
     return ppo
 
 
