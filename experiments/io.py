@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,10 +136,22 @@ def write_csv_atomic(path: Path | str, rows: Sequence[dict[str, Any]], columns: 
     write_text_atomic(path, buf.getvalue())
 
 
+_PROCESS_START: float | None = None
+
+
+def set_process_start(unix_time: float) -> None:
+    """Count this process's age from ``unix_time``: a run forked by the run server
+    (experiments/run_server.py) counts its start-up from its client's start."""
+    global _PROCESS_START
+    _PROCESS_START = unix_time
+
+
 def process_age() -> float | None:
     """Seconds since this process started (Linux: /proc/self/stat's start time against /proc/uptime);
     None where that cannot be read. The runs and the analysis steps record it for the DAG's time
     accounting (analysis/dag_time.py)."""
+    if _PROCESS_START is not None:
+        return max(0.0, time.time() - _PROCESS_START)
     try:
         with open("/proc/self/stat") as f:
             start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])   # field 22, starttime

@@ -5,7 +5,8 @@
 
 An env id gymnasium registers but envs.yaml lacks runs with its family's defaults (said once
 on stderr; summary.json records ``catalogued: false``). A run killed at any point resumes from
-its checkpoint when the same command is started again.
+its checkpoint when the same command is started again. With ``NGRL_RUN_SERVER=SOCKET`` a run server
+that has the imports done makes the run (experiments/run_server.py; the DAG starts one).
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import argparse
 import os
 import sys
 
-from algorithms.base import ConfigError
-
 
 def parse_sets(items: list[str]) -> dict[str, str]:
+    from algorithms.base import ConfigError
+
     out = {}
     for it in items:
         if "=" not in it:
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.j_eval_episodes is not None and a.j_eval_freq is None:
         p.error("--j-eval-episodes needs --j-eval-freq")
+    from algorithms.base import ConfigError
     from experiments.envs import load_catalog, uncatalogued_note
     from experiments.runner import execute
     try:
@@ -70,4 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # under a DAG, a run server (experiments/run_server.py) that has the imports done makes the run;
+    # where none answers, this process makes it
+    _rc = None
+    if os.environ.get("NGRL_RUN_SERVER"):
+        from experiments.run_server import delegate
+
+        _rc = delegate(sys.argv[1:], os.environ["NGRL_RUN_SERVER"])
+    sys.exit(main() if _rc is None else _rc)

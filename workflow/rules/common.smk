@@ -11,6 +11,49 @@ from pathlib import Path
 PYTHON = Path(sys.executable)
 
 
+# The runs of this invocation are forked by a run server that has imported torch, gymnasium, MuJoCo and
+# SB3 once (experiments/run_server.py; ≈ 2 s per run otherwise). Jobs find it through the environment
+# they inherit, not through their shell command or params, so it triggers no rerun; a job where it
+# cannot be reached (a cluster node) makes its run in its own process. `run_server: false` turns it off.
+def _start_run_server(log):
+    import os
+    import tempfile
+    import time
+
+    from experiments import run_server
+
+    if not config.get("run_server", True):
+        return
+    path = str(Path(tempfile.gettempdir()) / f"ngrl-run-{os.getpid()}.sock")
+    run_server.start(path, str(PYTHON))
+    for _ in range(100):   # the socket is bound before the imports, within ≈ 0.1 s
+        if os.path.exists(path):
+            break
+        time.sleep(0.05)
+    os.environ[run_server.ENV_VAR] = path
+
+
+def _stop_run_server(log):
+    import os
+
+    from experiments import run_server
+
+    if os.environ.get(run_server.ENV_VAR):
+        run_server.stop(os.environ.pop(run_server.ENV_VAR))
+
+
+onstart:
+    _start_run_server(log)
+
+
+onsuccess:
+    _stop_run_server(log)
+
+
+onerror:
+    _stop_run_server(log)
+
+
 def run_dir(wc):
     return f"{RESULTS}/runs/{wc.algo}/{wc.env}/{wc.seed}"
 
