@@ -12,6 +12,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 
 from experiments.dag_locks import claim_workdir, sync_manifest   # noqa: E402
+import experiments.smk_timers   # noqa: E402,F401  (one scheduler re-evaluation timer, not one per round)
 from experiments.envs import load_catalog   # noqa: E402
 from experiments.matrix import expand as expand_matrix   # noqa: E402
 

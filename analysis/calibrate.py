@@ -185,12 +185,14 @@ def mde(sim: Simulator, alpha: float, power: float, span: float, iters: int = 12
 
 def calibrate(config: Mapping[str, Any], cfg: Mapping[str, Any], metrics: pd.DataFrame,
               n_sim: int | None = None, with_mde: bool = True, monotonic: pd.DataFrame | None = None,
-              sweeps: pd.DataFrame | None = None, compatible: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+              sweeps: pd.DataFrame | None = None, compatible: pd.DataFrame | None = None,
+              workers: int = 1) -> pd.DataFrame:  # fmt: skip
     """One row per claim part: the design, its A/A false-verdict rate and its MDE. C3's comparison parts
     take the design of the config's ``monotonic`` runs (experiments/monotonic.py) when it has them, with
     scores from their per-run metrics (``monotonic``; the main runs' when not given). The one-sample
     parts (C4's robustness from ``sweeps``, C7's sampled rate from ``compatible``) are calibrated by the
-    double bootstrap (analysis/double_bootstrap.py)."""
+    double bootstrap (analysis/double_bootstrap.py). ``workers`` processes share the simulations; the
+    table is the same for any number of them."""
     cal = cfg.get("calibration", {}) or {}
     n_sim = int(n_sim or cal.get("n_sim", 1000))
     seed, power = int(cal.get("seed", 0)), float(cal.get("power", 0.8))
@@ -202,8 +204,11 @@ def calibrate(config: Mapping[str, Any], cfg: Mapping[str, Any], metrics: pd.Dat
     mono = config.get("monotonic")
     mono_runs = ([(a, e, int(s)) for e in mono["envs"] for a in mono["algorithms"] for s in mono["seeds"]]
                  if mono else [])
-    rows: list[dict[str, Any]] = []
-    cache: dict[tuple, dict[str, Any]] = {}
+    one_sided = 1 - stats.BootstrapCfg.from_cfg(cfg).confidence     # their intervals' level, not the permutation's
+    # the work: one simulation per distinct (design, metric, stat) and the one-sample double bootstrap;
+    # each has its own seeded generator, so running them in parallel changes no number
+    todo: dict[tuple, tuple] = {}
+    plan: list[tuple[Any, dict[str, Any], tuple | None, dict]] = []
     for p in comparison_parts(cfg):
         c3_true = p.data == "monotonic" and bool(mono_runs)
         scores = monotonic if c3_true and monotonic is not None else metrics
@@ -211,37 +216,58 @@ def calibrate(config: Mapping[str, Any], cfg: Mapping[str, Any], metrics: pd.Dat
         unit = "mean difference" if p.stat == "diff" else f"shift of {p.x}'s per-run {p.metric}"
         row = {"claim": p.claim, "part": p.part, "metric": p.metric, "stat": p.stat, "nominal": nominal,
                "method": METHOD, "mde_unit": unit}  # fmt: skip
-        if not design:
-            best = max((min(n) for n in design_of(mono_runs if c3_true else runs, p.x, p.y, 0).values()), default=0)
+        key = (tuple(sorted(design.items())), p.metric, p.stat, c3_true) if design else None
+        if key is not None and key not in todo:
+            todo[key] = (design, score_pools(scores, p.metric), p.stat, n_sim, n_perm, seed, alpha, power, with_mde)
+        plan.append((p, row, key, design if design else design_of(mono_runs if c3_true else runs, p.x, p.y, 0)))
+    done, one_sample = _in_parallel(todo, (cfg, sweeps, compatible, n_sim, seed, power, one_sided), workers)
+    rows: list[dict[str, Any]] = []
+    for p, row, key, design in plan:
+        if key is None:
+            best = max((min(n) for n in design.values()), default=0)
             rows.append({**row, "design": f"no env with ≥ {min_runs} runs of both (at most {best}): never judged",
                          "n_sim": 0, "false_verdict_rate": 0.0, "false_verdict_se": 0.0,
                          "false_supported_rate": 0.0, "false_not_supported_rate": 0.0,
                          "calibrated": True, "mde": math.inf})  # fmt: skip
             continue
-        key = (tuple(sorted(design.items())), p.metric, p.stat, c3_true)
-        if key not in cache:
-            pools = score_pools(scores, p.metric)
-            sim = Simulator(design, pools, p.stat, n_sim, n_perm, seed)
-            pg, pl = sim.pvalues(0.0)
-            f_sup, f_ref = float((pg <= alpha).mean()), float((pl <= alpha).mean())
-            f = float(((pg <= alpha) | (pl <= alpha)).mean())
-            span = max((np.ptp(pools[e]) for e in design if e in pools and len(pools[e])), default=1.0) or 1.0
-            cache[key] = {"n_sim": n_sim, "false_verdict_rate": f, "false_verdict_se": math.sqrt(f * (1 - f) / n_sim),
-                          "false_supported_rate": f_sup, "false_not_supported_rate": f_ref,
-                          "delta": mde(sim, alpha, power, span) if with_mde else math.nan}  # fmt: skip
-        c = dict(cache[key])
+        c = dict(done[key])
         delta = c.pop("delta")
         shift = p.support_above if p.stat == "diff" else 0.0
         design_txt = "; ".join(f"{e}: {nx} v {ny}" for e, (nx, ny) in design.items())
         rows.append({**row, **c, "design": f"{len(design)} envs ({design_txt} runs)",
                      "calibrated": c["false_verdict_rate"] <= nominal + 2 * c["false_verdict_se"],
                      "mde": shift + delta})  # fmt: skip
-    one_sided = 1 - stats.BootstrapCfg.from_cfg(cfg).confidence     # their intervals' level, not the permutation's
-    rows += one_sample_rows(cfg, sweeps, compatible, n_sim, seed, power, one_sided)
+    rows += one_sample
     for (claim, part), why in UNCALIBRATED_PARTS.items():
         rows.append({"claim": claim, "part": part, "design": why, "n_sim": 0, "nominal": nominal,
                      "calibrated": True, "method": "", "mde_unit": ""})  # fmt: skip
     return pd.DataFrame(rows).reindex(columns=COLUMNS).sort_values(["claim"], kind="stable").reset_index(drop=True)
+
+
+def _simulate(design, pools, stat, n_sim, n_perm, seed, alpha, power, with_mde) -> dict[str, Any]:
+    """A/A false-verdict rates (and the MDE) of one design: the cached unit of ``calibrate``."""
+    sim = Simulator(design, pools, stat, n_sim, n_perm, seed)
+    pg, pl = sim.pvalues(0.0)
+    f_sup, f_ref = float((pg <= alpha).mean()), float((pl <= alpha).mean())
+    f = float(((pg <= alpha) | (pl <= alpha)).mean())
+    span = max((np.ptp(pools[e]) for e in design if e in pools and len(pools[e])), default=1.0) or 1.0
+    return {"n_sim": n_sim, "false_verdict_rate": f, "false_verdict_se": math.sqrt(f * (1 - f) / n_sim),
+            "false_supported_rate": f_sup, "false_not_supported_rate": f_ref,
+            "delta": mde(sim, alpha, power, span) if with_mde else math.nan}  # fmt: skip
+
+
+def _in_parallel(todo: dict[tuple, tuple], one_sample_args: tuple, workers: int
+                 ) -> tuple[dict[tuple, dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """Every simulation in ``todo`` and the one-sample rows, on ``workers`` processes (1: in this one)."""
+    if workers <= 1:
+        return {k: _simulate(*a) for k, a in todo.items()}, one_sample_rows(*one_sample_args)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
+        first = ex.submit(one_sample_rows, *one_sample_args)     # the longest unit (C4's double bootstrap)
+        futures = {k: ex.submit(_simulate, *a) for k, a in todo.items()}
+        return {k: f.result() for k, f in futures.items()}, first.result()
 
 
 def one_sample_rows(cfg: Mapping[str, Any], sweeps: pd.DataFrame | None, compatible: pd.DataFrame | None,
@@ -294,7 +320,7 @@ def one_sample_rows(cfg: Mapping[str, Any], sweeps: pd.DataFrame | None, compati
 
 
 def run(config_path: str | Path, out: str | Path, cfg: Mapping[str, Any] | None = None,
-        n_sim: int | None = None) -> pd.DataFrame:  # fmt: skip
+        n_sim: int | None = None, workers: int = 1) -> pd.DataFrame:  # fmt: skip
     """Calibrate the design of the matrix config at ``config_path`` and write ``out``."""
     import yaml
 
@@ -310,7 +336,7 @@ def run(config_path: str | Path, out: str | Path, cfg: Mapping[str, Any] | None 
     sweeps = here / "sweeps.csv"
     table = calibrate(config, cfg, pd.read_csv(scores), n_sim, monotonic=_read(here / "monotonic.csv"),
                       sweeps=_metrics(str(sweeps)) if sweeps.exists() else None,
-                      compatible=_read(here.parent / "toys" / "compatible.csv"))
+                      compatible=_read(here.parent / "toys" / "compatible.csv"), workers=workers)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table
@@ -322,10 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=str(ROOT / "experiments/config/default.yaml"))
     ap.add_argument("--out", default="results/tables/calibration.csv")
     ap.add_argument("--n-sim", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=1, help="processes for the simulations (same table for any)")
     ap.add_argument("--compare", action="store_true",
                     help="also print the percentile bootstrap's false-verdict rates on the same designs")
     a = ap.parse_args(argv)
-    t = run(a.config, a.out, n_sim=a.n_sim)
+    t = run(a.config, a.out, n_sim=a.n_sim, workers=a.workers)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(t[["claim", "part", "design", "false_verdict_rate", "false_verdict_se", "mde", "calibrated"]])
     if a.compare:

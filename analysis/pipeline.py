@@ -383,7 +383,7 @@ def run_step(rule: str, smk: Any) -> None:
         mono = pd.read_csv(i.monotonic) if i.get("monotonic") else None
         sweep_metrics = _metrics(i.sweeps) if i.get("sweeps") else None    # read as analysis_claims reads it
         calibrate.calibrate(p.matrix, p.cfg, pd.read_csv(i.scores), monotonic=mono, sweeps=sweep_metrics,
-                            compatible=_read(i.get("compatible"))).to_csv(o.csv, index=False)
+                            compatible=_read(i.get("compatible")), workers=int(smk.threads)).to_csv(o.csv, index=False)
     elif rule == "dag_time":
         from analysis import dag_time
 

@@ -6,7 +6,6 @@ costs only its own imports.
 """
 
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -14,18 +13,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parent))  # noqa: F821  (the repository root)
 
 from analysis.pipeline import run_step  # noqa: E402
-from experiments.io import process_age  # noqa: E402
+from experiments.io import append_step_time, process_age  # noqa: E402
 
 # stdout/stderr of the step (warnings included) go to the rule's log: file
 with open(snakemake.log[0], "w") as _log, contextlib.redirect_stdout(_log), contextlib.redirect_stderr(_log):  # noqa: F821
     run_step(snakemake.rule, snakemake)  # noqa: F821
 # the step's start (its process's) and end, appended to the history the DAG's time accounting reads
-# (analysis/dag_time.py): one short line per step, a single O_APPEND write, into {RESULTS}/timing/
-# (committed with a snapshot, unlike logs/; every analysis rule logs to {RESULTS}/logs/analysis/)
+# (analysis/dag_time.py), in {RESULTS}/timing/ (committed with a snapshot, unlike logs/; every analysis
+# rule logs to {RESULTS}/logs/analysis/)
 _now = time.time()
-_line = json.dumps({"rule": snakemake.rule, "started": round(_now - (process_age() or 0.0), 3),  # noqa: F821
-                    "ended": round(_now, 3)}) + "\n"
-_timing = Path(snakemake.log[0]).resolve().parents[2] / "timing"  # noqa: F821
-_timing.mkdir(exist_ok=True)
-with open(_timing / "steps_time.jsonl", "a") as _f:
-    _f.write(_line)
+append_step_time(Path(snakemake.log[0]).resolve().parents[2] / "timing", snakemake.rule,  # noqa: F821
+                 _now - (process_age() or 0.0), _now)

@@ -23,6 +23,7 @@ def test_last_sitting_shares(tmp_path):
     (tmp_path / "timing").mkdir()
     (tmp_path / "timing/steps_time.jsonl").write_text(
         json.dumps({"rule": "a", "started": 1100.0, "ended": 1110.0}) + "\n"
+        + json.dumps({"rule": "toy", "kind": "toy", "started": 1070.0, "ended": 1076.0}) + "\n"
         + json.dumps({"rule": "a", "started": 5000.0, "ended": 5003.0}) + "\n")   # a later redraw: its own sitting
     _run(tmp_path, "runs/npg/E/0", end=None, process_s=None, wall_s=5)   # made before process_s existed
     t = dag_time.account(tmp_path, cores=2).set_index("part")
@@ -34,7 +35,10 @@ def test_last_sitting_shares(tmp_path):
     startup = t.loc[t.index.str.startswith("run start-up")]["core_s"].item()
     assert startup == pytest.approx(10 + 5 + 2)
     assert t.loc[t.index.str.startswith("analysis")]["core_s"].item() == pytest.approx(10)
-    assert t["share"].iloc[:4].sum() == pytest.approx(1.0, abs=1e-3)
+    assert t.loc[t.index.str.startswith("toy")]["core_s"].item() == pytest.approx(6)
+    assert t["share"].iloc[:5].sum() == pytest.approx(1.0, abs=1e-3)
+    over = t.loc[t.index.str.startswith("overhead")]["core_s"].item()
+    assert over == pytest.approx(core_s - 183 - 6)
     assert "sitting 2 of 3" in t.index[-1] and "1 untimed" in t.index[-1]
 
 
@@ -42,3 +46,18 @@ def test_no_timed_jobs_says_so(tmp_path):
     _run(tmp_path, "runs/ppo/E/0", end=None, process_s=None, wall_s=5)
     t = dag_time.account(tmp_path, cores=2)
     assert len(t) == 1 and t["core_s"].isna().all()
+
+
+def test_timed_records_a_toy_and_keeps_its_status(tmp_path):
+    """experiments/timed.py: the command's exit status, and one toy line the accounting reads."""
+    import subprocess
+    import sys
+
+    rc = subprocess.call([sys.executable, "-m", "experiments.timed", str(tmp_path / "timing"), "toy_x", "--",
+                          sys.executable, "-c", "import sys, time; time.sleep(0.2); sys.exit(3)"])
+    assert rc == 3
+    (line,) = (tmp_path / "timing/steps_time.jsonl").read_text().splitlines()
+    rec = json.loads(line)
+    assert rec["rule"] == "toy_x" and rec["kind"] == "toy" and rec["ended"] - rec["started"] >= 0.2
+    j = dag_time.jobs(tmp_path)
+    assert list(j["kind"]) == ["toy"]

@@ -284,6 +284,9 @@ rule calibration:
                                        "asymmetric_ok", "exclude", "monotonic") if k in config},
     log:
         f"{RESULTS}/logs/analysis/calibration.log",
+    # it runs after the last run, with nothing beside it: two processes share its simulations (the same
+    # table for any number, analysis/calibrate.py)
+    threads: 2
     localrule: True
     script:
         _STEP

@@ -1,4 +1,5 @@
-# The seed's toy experiments (numpy only, seconds each; no gym).
+# The seed's toy experiments (numpy only, seconds to a minute each; no gym), timed into {RESULTS}/timing
+# (experiments/timed.py) for the DAG's time accounting.
 # Included by the Snakefile, which defines RESULTS and PYTHON (workflow/rules/common.smk).
 from pathlib import Path
 
@@ -20,11 +21,12 @@ rule toy_gaussian_manifold:
     params:
         outdir=lambda wc, output: str(Path(output.summary).parent),
         python=PYTHON,
+        timing=lambda wc, output: str(Path(output[0]).parents[1] / "timing"),   # {RESULTS}/timing
     log:
         f"{RESULTS}/logs/toys/gaussian_manifold.log",
     localrule: True
     shell:
-        "{params.python} -m experiments.toys.gaussian_manifold --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.timed {params.timing} {rule} -- {params.python} -m experiments.toys.gaussian_manifold --out {params.outdir} > {log} 2>&1"
 
 
 rule toy_npg_vs_pg:
@@ -35,11 +37,12 @@ rule toy_npg_vs_pg:
     params:
         outdir=lambda wc, output: str(Path(output.summary).parent),
         python=PYTHON,
+        timing=lambda wc, output: str(Path(output[0]).parents[1] / "timing"),   # {RESULTS}/timing
     log:
         f"{RESULTS}/logs/toys/npg_vs_pg.log",
     localrule: True
     shell:
-        "{params.python} -m experiments.toys.npg_vs_pg --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.timed {params.timing} {rule} -- {params.python} -m experiments.toys.npg_vs_pg --out {params.outdir} > {log} 2>&1"
 
 
 rule toy_compatible:
@@ -49,11 +52,12 @@ rule toy_compatible:
     params:
         outdir=lambda wc, output: str(Path(output[0]).parent),
         python=PYTHON,
+        timing=lambda wc, output: str(Path(output[0]).parents[1] / "timing"),   # {RESULTS}/timing
     log:
         f"{RESULTS}/logs/toys/compatible.log",
     localrule: True
     shell:
-        "{params.python} -m experiments.toys.compatible --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.timed {params.timing} {rule} -- {params.python} -m experiments.toys.compatible --out {params.outdir} > {log} 2>&1"
 
 
 rule toy_ng_approx:
@@ -63,8 +67,9 @@ rule toy_ng_approx:
     params:
         outdir=lambda wc, output: str(Path(output[0]).parent),
         python=PYTHON,
+        timing=lambda wc, output: str(Path(output[0]).parents[1] / "timing"),   # {RESULTS}/timing
     log:
         f"{RESULTS}/logs/toys/ng_approx.log",
     localrule: True
     shell:
-        "OMP_NUM_THREADS=1 {params.python} -m experiments.toys.ng_approx --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.timed {params.timing} {rule} -- env OMP_NUM_THREADS=1 {params.python} -m experiments.toys.ng_approx --out {params.outdir} > {log} 2>&1"
