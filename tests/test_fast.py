@@ -67,3 +67,18 @@ def test_noise_drawn_for_the_rollout_gives_the_per_step_actions(space):
     a = np.stack([bulk.sample(obs[t], noise[t]) for t in range(50)])
     b = np.stack([per_step.sample(obs[t]) for t in range(50)])
     assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(2, 11), (1, 17), (8, 3), (2,), (5,), (3, 1)])
+def test_batch_mean_var_is_numpys_to_the_bit(shape):
+    """The running normaliser's batch moments (algorithms/core/envs.py) against x.mean(0), x.var(0):
+    the same bits, or every normalised observation and reward after it would drift from SB3's."""
+    from algorithms.core.envs import batch_mean_var
+
+    rng = np.random.default_rng(sum(shape))
+    for x in (rng.normal(3.0, 1e3, size=shape), np.full(shape, 0.1), rng.standard_cauchy(size=shape)):
+        m, v = batch_mean_var(x)
+        assert np.array_equal(m, x.mean(0)) and np.array_equal(v, x.var(0))
+        assert np.asarray(m).dtype == x.mean(0).dtype and np.ndim(v) == np.ndim(x.var(0))
+    x32 = rng.normal(size=shape).astype(np.float32)                      # other dtypes: numpy's own
+    assert all(np.array_equal(a, b) for a, b in zip(batch_mean_var(x32), (x32.mean(0), x32.var(0))))
