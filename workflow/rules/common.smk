@@ -13,8 +13,9 @@ PYTHON = Path(sys.executable)
 
 # The runs of this invocation are forked by a run server that has imported torch, gymnasium, MuJoCo and
 # SB3 once (experiments/run_server.py; ≈ 2 s per run otherwise). Jobs find it through the environment
-# they inherit, not through their shell command or params, so it triggers no rerun; a job where it
-# cannot be reached (a cluster node) makes its run in its own process. `run_server: false` turns it off.
+# they inherit, not through their shell command or params, so it triggers no rerun; with a cluster
+# executor none is started (a run belongs in its job's allocation), and a job that cannot reach one
+# makes its run in its own process. `run_server: false` turns it off.
 def _start_run_server(log):
     import os
     import tempfile
@@ -22,7 +23,7 @@ def _start_run_server(log):
 
     from experiments import run_server
 
-    if not config.get("run_server", True):
+    if not config.get("run_server", True) or not workflow.local_exec:   # a cluster job runs in its allocation
         return
     path = str(Path(tempfile.gettempdir()) / f"ngrl-run-{os.getpid()}.sock")
     run_server.start(path, str(PYTHON))
