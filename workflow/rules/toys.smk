@@ -26,7 +26,7 @@ rule toy_gaussian_manifold:
         f"{RESULTS}/logs/toys/gaussian_manifold.log",
     localrule: True
     shell:
-        "{params.python} -m experiments.timed {params.timing} {rule} -- {params.python} -m experiments.toys.gaussian_manifold --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.timed {params.timing} toy_gaussian_manifold -- {params.python} -m experiments.toys.gaussian_manifold --out {params.outdir} > {log} 2>&1"
 
 
 rule toy_npg_vs_pg:
@@ -42,7 +42,7 @@ rule toy_npg_vs_pg:
         f"{RESULTS}/logs/toys/npg_vs_pg.log",
     localrule: True
     shell:
-        "{params.python} -m experiments.timed {params.timing} {rule} -- {params.python} -m experiments.toys.npg_vs_pg --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.timed {params.timing} toy_npg_vs_pg -- {params.python} -m experiments.toys.npg_vs_pg --out {params.outdir} > {log} 2>&1"
 
 
 rule toy_compatible:
@@ -57,7 +57,7 @@ rule toy_compatible:
         f"{RESULTS}/logs/toys/compatible.log",
     localrule: True
     shell:
-        "{params.python} -m experiments.timed {params.timing} {rule} -- {params.python} -m experiments.toys.compatible --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.timed {params.timing} toy_compatible -- {params.python} -m experiments.toys.compatible --out {params.outdir} > {log} 2>&1"
 
 
 rule toy_ng_approx:
@@ -72,4 +72,4 @@ rule toy_ng_approx:
         f"{RESULTS}/logs/toys/ng_approx.log",
     localrule: True
     shell:
-        "{params.python} -m experiments.timed {params.timing} {rule} -- env OMP_NUM_THREADS=1 {params.python} -m experiments.toys.ng_approx --out {params.outdir} > {log} 2>&1"
+        "{params.python} -m experiments.timed {params.timing} toy_ng_approx -- env OMP_NUM_THREADS=1 {params.python} -m experiments.toys.ng_approx --out {params.outdir} > {log} 2>&1"
