@@ -180,8 +180,8 @@ class RunContext:
     def log_update(self, step: int, diagnostics: Mapping[str, float],
                    episode_returns: list[float] | None = None) -> None:
         rets = self.pop_episodes() if episode_returns is None else episode_returns
-        row: dict[str, Any] = {"step": int(step), "wall_s": round(time.perf_counter() - self.t0, 3),
-                               "train_s": round(self.train_s(), 3),
+        wall = time.perf_counter() - self.t0   # one clock reading for both: train_s ≤ wall_s after rounding
+        row: dict[str, Any] = {"step": int(step), "wall_s": round(wall, 3), "train_s": round(wall - self.eval_s, 3),
                                "episode_return": float(np.mean(rets)) if rets else float("nan"), "episodes": len(rets)}
         for k, v in diagnostics.items():
             if k not in self.columns:
