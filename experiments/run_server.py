@@ -109,8 +109,9 @@ def _child(conn: socket.socket, req: dict, fds: list[int]) -> None:
     sys.stdin = os.fdopen(0, "r", closefd=False)
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):   # a plain process's handlers
         signal.signal(s, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(req["cwd"])
     os.environ.update(req["env"])
     os.environ.pop(ENV_VAR, None)
@@ -183,7 +184,11 @@ def serve(path: str, preload: tuple[str, ...] = PRELOAD) -> None:
                     os.close(fd)
                 conn.close()
                 continue
-            if os.fork() == 0:
+            try:
+                pid = os.fork()
+            except OSError:          # no process to be had: the client makes the run itself
+                pid = -1
+            if pid == 0:
                 listener.close()
                 _child(conn, json.loads(data), fds)
             for fd in fds:
