@@ -26,7 +26,11 @@ def _start_run_server(log):
     if not config.get("run_server", True) or not workflow.local_exec:   # a cluster job runs in its allocation
         return
     path = str(Path(tempfile.gettempdir()) / f"ngrl-run-{os.getpid()}.sock")
-    run_server.start(path, str(PYTHON))
+    try:
+        run_server.start(path, str(PYTHON))
+    except OSError as e:   # no server: every run imports in its own process, as without one
+        print(f"run server not started ({e}); runs start their own processes", file=sys.stderr)
+        return
     for _ in range(100):   # the socket is bound before the imports, within ≈ 0.1 s
         if os.path.exists(path):
             break
