@@ -3,9 +3,10 @@
 Every run's summary.json records ``wall_s`` (training and its evaluations), ``process_s`` (from its
 process's start: interpreter, imports, env and network construction, writing) and when it finished;
 every analysis step and toy experiment appends its own start and end to ``timing/steps_time.jsonl``
-(``analysis/smk_step.py``, ``experiments/timed.py``; ``logs/**/*.time.json`` files are read too). Jobs are grouped into *sittings*:
-runs of activity with no gap longer than ``GAP_S``, so that a snapshot assembled over several
-invocations is not read as one long DAG, nor a later redraw as part of it. For the last sitting that
+(``analysis/smk_step.py``, ``experiments/timed.py``; ``logs/**/*.time.json`` files are read too).
+Jobs are grouped into *sittings*: runs of activity with no gap longer than ``GAP_S``, so that a
+snapshot assembled over several invocations is not read as one long DAG, nor a later redraw as part
+of it. For the last sitting that
 trained runs:
 
     core-time       = cores × span            span: the first job's start to the last job's end

@@ -14,8 +14,8 @@ import hashlib
 import io
 import json
 import os
-import time
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any

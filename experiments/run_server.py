@@ -24,7 +24,6 @@ process that started it is gone.
 """
 from __future__ import annotations
 
-import array
 import json
 import os
 import signal
@@ -41,7 +40,7 @@ _MAX_MSG = 1 << 16
 
 
 def _start_unix() -> float:
-    from experiments.io import process_age   # light: os/json/csv only
+    from experiments.io import process_age  # light: os/json/csv only
 
     return time.time() - (process_age() or 0.0)
 
