@@ -6,8 +6,7 @@ every analysis step and toy experiment appends its own start and end to ``timing
 (``analysis/smk_step.py``, ``experiments/timed.py``; ``logs/**/*.time.json`` files are read too).
 Jobs are grouped into *sittings*: runs of activity with no gap longer than ``GAP_S``, so that a
 snapshot assembled over several invocations is not read as one long DAG, nor a later redraw as part
-of it. For the last sitting that
-trained runs:
+of it. For the last sitting that trained runs:
 
     core-time       = cores × span            span: the first job's start to the last job's end
     in runs         = Σ wall_s                the share issue 17 asks to be ≥ 90 %
