@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parent))  # noqa: F821  (the repository root)
 
 from analysis.pipeline import run_step  # noqa: E402
-from experiments.io import append_step_time, process_age  # noqa: E402
+from experiments.io import append_step_time, process_started  # noqa: E402
 
 # stdout/stderr of the step (warnings included) go to the rule's log: file
 with open(snakemake.log[0], "w") as _log, contextlib.redirect_stdout(_log), contextlib.redirect_stderr(_log):  # noqa: F821
@@ -21,6 +21,5 @@ with open(snakemake.log[0], "w") as _log, contextlib.redirect_stdout(_log), cont
 # the step's start (its process's) and end, appended to the history the DAG's time accounting reads
 # (analysis/dag_time.py), in {RESULTS}/timing/ (committed with a snapshot, unlike logs/; every analysis
 # rule logs to {RESULTS}/logs/analysis/)
-_now = time.time()
 append_step_time(Path(snakemake.log[0]).resolve().parents[2] / "timing", snakemake.rule,  # noqa: F821
-                 _now - (process_age() or 0.0), _now)
+                 process_started(), time.time())

@@ -171,3 +171,9 @@ def process_age() -> float | None:
         return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return None
+
+
+def process_started() -> float:
+    """Unix time this process started (``process_age`` back from now; now where that is unknown): the
+    start a timed job records, and the one a run server's client hands to the run it forks."""
+    return time.time() - (process_age() or 0.0)

@@ -30,19 +30,12 @@ import signal
 import socket
 import sys
 import threading
-import time
 
 ENV_VAR = "NGRL_RUN_SERVER"
 PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")   # and every NGRL_* variable
 PRELOAD = ("torch", "gymnasium", "mujoco", "stable_baselines3", "sb3_contrib", "experiments.runner",
            "experiments.envs", "algorithms")
 _MAX_MSG = 1 << 16
-
-
-def _start_unix() -> float:
-    from experiments.io import process_age  # light: os/json/csv only
-
-    return time.time() - (process_age() or 0.0)
 
 
 def _recv_line(conn: socket.socket) -> bytes:
@@ -66,8 +59,10 @@ def delegate(argv: list[str], path: str) -> int | None:
     except OSError:
         conn.close()
         return None
+    from experiments import io as _io  # light: os/json/csv only
+
     env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or (k.startswith("NGRL_") and k != ENV_VAR)}
-    msg = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": env, "started_unix": _start_unix()}).encode()
+    msg = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": env, "started_unix": _io.process_started()}).encode()
     try:
         socket.send_fds(conn, [msg + b"\n"], [0, 1, 2])
         hello = _recv_line(conn)

@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(head) != 2 or not cmd:
         print("usage: python -m experiments.timed TIMING_DIR RULE [--kind KIND] -- COMMAND ...", file=sys.stderr)
         return 2
-    from experiments.io import append_step_time, process_age
+    from experiments.io import append_step_time, process_started
 
-    started = time.time() - (process_age() or 0.0)
+    started = process_started()
     rc = subprocess.call(cmd)
     append_step_time(head[0], head[1], started, time.time(), kind)
     return rc

@@ -91,7 +91,9 @@ def test_bad_input_same_status_and_message(server, tmp_path):
 
 def test_startup_counted_from_the_client(server, tmp_path, monkeypatch, capfd):
     """The child's process_s runs from the start the client reports, not from the fork."""
-    monkeypatch.setattr(run_server, "_start_unix", lambda: time.time() - 100.0)
+    from experiments import io as _io
+
+    monkeypatch.setattr(_io, "process_started", lambda: time.time() - 100.0)
     out = tmp_path / "r"
     argv = ["--algo", "ppo", "--env", "CartPole-v1", "--seed", "0", "--steps", "512", "--out", str(out),
             "--eval-freq", "512", "--eval-episodes", "1", "--no-progress"]
