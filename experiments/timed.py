@@ -8,6 +8,7 @@ written whatever that is, counting from this process's start.
 """
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -15,24 +16,21 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--" not in argv:
-        print("usage: python -m experiments.timed TIMING_DIR RULE [--kind KIND] -- COMMAND ...", file=sys.stderr)
-        return 2
-    i = argv.index("--")
-    head, cmd = argv[:i], argv[i + 1:]
-    kind = "toy"
-    if "--kind" in head:
-        j = head.index("--kind")
-        kind = head[j + 1]
-        head = head[:j] + head[j + 2:]
-    if len(head) != 2 or not cmd:
-        print("usage: python -m experiments.timed TIMING_DIR RULE [--kind KIND] -- COMMAND ...", file=sys.stderr)
-        return 2
+    head, cmd = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(prog="python -m experiments.timed", description=__doc__,
+                                usage="%(prog)s TIMING_DIR RULE [--kind KIND] -- COMMAND ...",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("timing_dir")
+    p.add_argument("rule")
+    p.add_argument("--kind", default="toy", help="the job's part in the accounting (default: toy)")
+    a = p.parse_args(head)
+    if not cmd:
+        p.error("no command after --")
     from experiments.io import append_step_time, process_started
 
     started = process_started()
     rc = subprocess.call(cmd)
-    append_step_time(head[0], head[1], started, time.time(), kind)
+    append_step_time(a.timing_dir, a.rule, started, time.time(), a.kind)
     return rc
 
 
