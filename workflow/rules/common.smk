@@ -121,6 +121,12 @@ def device_of(wc, resources):
     return "auto" if int(resources.get("gpu", 0) or 0) else "cpu"
 
 
+def timing_dir(wc, output):
+    """{RESULTS}/timing, where a toy rule (outputs in {RESULTS}/toys/) records its start and end
+    (experiments/timed.py) for rule dag_time."""
+    return str(Path(output[0]).parents[1] / "timing")
+
+
 def invocation_cores(wc):
     """This invocation's --cores (0 where it has none, e.g. `snakemake --report`), for rule dag_time."""
     try:

@@ -21,7 +21,7 @@ rule toy_gaussian_manifold:
     params:
         outdir=lambda wc, output: str(Path(output.summary).parent),
         python=PYTHON,
-        timing=lambda wc, output: str(Path(output[0]).parents[1] / "timing"),   # {RESULTS}/timing
+        timing=timing_dir,
     log:
         f"{RESULTS}/logs/toys/gaussian_manifold.log",
     localrule: True
@@ -37,7 +37,7 @@ rule toy_npg_vs_pg:
     params:
         outdir=lambda wc, output: str(Path(output.summary).parent),
         python=PYTHON,
-        timing=lambda wc, output: str(Path(output[0]).parents[1] / "timing"),   # {RESULTS}/timing
+        timing=timing_dir,
     log:
         f"{RESULTS}/logs/toys/npg_vs_pg.log",
     localrule: True
@@ -52,7 +52,7 @@ rule toy_compatible:
     params:
         outdir=lambda wc, output: str(Path(output[0]).parent),
         python=PYTHON,
-        timing=lambda wc, output: str(Path(output[0]).parents[1] / "timing"),   # {RESULTS}/timing
+        timing=timing_dir,
     log:
         f"{RESULTS}/logs/toys/compatible.log",
     localrule: True
@@ -67,7 +67,7 @@ rule toy_ng_approx:
     params:
         outdir=lambda wc, output: str(Path(output[0]).parent),
         python=PYTHON,
-        timing=lambda wc, output: str(Path(output[0]).parents[1] / "timing"),   # {RESULTS}/timing
+        timing=timing_dir,
     log:
         f"{RESULTS}/logs/toys/ng_approx.log",
     localrule: True
