@@ -181,7 +181,7 @@ class RunContext:
                    episode_returns: list[float] | None = None) -> None:
         rets = self.pop_episodes() if episode_returns is None else episode_returns
         wall = time.perf_counter() - self.t0   # one clock reading for both: train_s ≤ wall_s after rounding
-        row: dict[str, Any] = {"step": int(step), "wall_s": round(wall, 3), "train_s": round(wall - self.eval_s, 3),
+        row: dict[str, Any] = {"step": int(step), "wall_s": round(wall, 3), "train_s": round(self.train_s(wall), 3),
                                "episode_return": float(np.mean(rets)) if rets else float("nan"), "episodes": len(rets)}
         for k, v in diagnostics.items():
             if k not in self.columns:
@@ -235,10 +235,11 @@ class RunContext:
         return {"train_s": train_s, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
                 "n_episodes": len(returns)}
 
-    def train_s(self) -> float:
-        """Seconds of this run so far outside its evaluations: the cost of learning, comparable between
-        runs whatever their evaluation streams (the x-axis of the report's wall-clock curves)."""
-        return time.perf_counter() - self.t0 - self.eval_s
+    def train_s(self, wall: float | None = None) -> float:
+        """Seconds of this run so far (or up to ``wall`` seconds of it) outside its evaluations: the cost
+        of learning, comparable between runs whatever their evaluation streams (the x-axis of the
+        report's wall-clock curves)."""
+        return (time.perf_counter() - self.t0 if wall is None else wall) - self.eval_s
 
     def evaluate(self, step: int) -> None:
         self.eval_rows.append({"step": int(step), **self._play(self.evaluator, self.eval_policy == "stochastic",
