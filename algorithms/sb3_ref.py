@@ -59,7 +59,7 @@ _RENAME = {
     "explained_variance": "explained_variance",
     "learning_rate": "learning_rate",
     "std": "std",
-    "kl_divergence_loss": "kl",                   # TRPO: KL(π_old ‖ π_new) of the accepted step
+    "kl_divergence_loss": "kl",                   # TRPO: mean KL(π_new ‖ π_old) of the accepted step (× d, SB3TRPO)
     "policy_objective": "policy_objective",       # TRPO: surrogate at the accepted step
     "is_line_search_success": "line_search_success",
 }
@@ -145,9 +145,12 @@ class SB3TRPOConfig(SB3Config):
     n_critic_updates: int = 10
     target_kl: float = 0.01
     sub_sampling_factor: int = 1
+    kl_action_dims: str = "sum"            # "sum": the paper's per-state KL; "mean": as shipped
 
     def validate(self) -> None:
         super().validate()
+        if self.kl_action_dims not in ("sum", "mean"):
+            raise ConfigError(f"kl_action_dims must be 'sum' or 'mean', got {self.kl_action_dims!r}")
         if not self.target_kl > 0:
             raise ConfigError("target_kl must be > 0")
         if not 0 < self.line_search_shrinking_factor < 1:
@@ -360,18 +363,48 @@ class SB3PPO(SB3Algorithm):
 
 
 class SB3TRPO(SB3Algorithm):
+    """sb3-contrib's TRPO, solving the same trust-region problem as ours and the paper's.
+
+    sb3-contrib measures a diagonal Gaussian's KL as ``kl_divergence(new, old).mean()``, and
+    SB3's ``kl_divergence`` returns torch's *per-dimension* KL for a ``Normal``, so the mean runs
+    over the batch and the d action dimensions: its D̄_KL is the per-state KL divided by d. Its
+    Fisher (the Hessian of that KL) is then F/d, and with δ and λ as given it solves
+    (F/d + λI) s = g and accepts steps with per-state KL up to d·δ — on Hopper (d = 3) a trust
+    region three times the paper's, on Walker2d and HalfCheetah (d = 6) six times.
+
+    With ``kl_action_dims: sum`` (the default) it is given δ/d and λ/d: then
+    (F/d + λ/d) s' = g has s' = d·s, the step √(2(δ/d) / s'ᵀ(F/d + λ/d)s') s' equals ours,
+    and its line-search test "KL/d < δ/d" is the per-state KL < δ. tests/test_update_parity.py
+    checks one update against ours from the same weights and rollout. ``kl_action_dims: mean``
+    runs it as shipped (the setting rl-baselines3-zoo's published TRPO numbers were made with).
+    Discrete actions (torch's Categorical KL is already per state) and d = 1 are unaffected.
+    The logged ``kl`` is multiplied back by d in either case: the per-state KL."""
+
     name = "sb3-trpo"
     Config = SB3TRPOConfig
     sb3_class = "sb3_contrib:TRPO"
 
+    def kl_dims(self) -> int:
+        """d: the number of dimensions sb3-contrib's KL is averaged over per state (1 if discrete)."""
+        import gymnasium as gym
+        space = self.venv.action_space
+        return int(np.prod(space.shape)) if isinstance(space, gym.spaces.Box) else 1
+
+    def diagnostics(self) -> dict[str, float]:
+        d = super().diagnostics()
+        if "kl" in d:
+            d["kl"] *= self.kl_dims()
+        return d
+
     def _kwargs(self) -> dict[str, Any]:
         c = self.cfg
+        d = self.kl_dims() if c.kl_action_dims == "sum" else 1
         return dict(learning_rate=_schedule(c.learning_rate, c.lr_schedule), n_steps=c.n_steps,
                     batch_size=c.batch_size, gamma=c.gamma, cg_max_steps=c.cg_max_steps,
-                    cg_damping=c.cg_damping,
+                    cg_damping=c.cg_damping / d,
                     line_search_shrinking_factor=c.line_search_shrinking_factor,
                     line_search_max_iter=c.line_search_max_iter, n_critic_updates=c.n_critic_updates,
-                    gae_lambda=c.gae_lambda, normalize_advantage=c.normalize_advantage, target_kl=c.target_kl,
+                    gae_lambda=c.gae_lambda, normalize_advantage=c.normalize_advantage, target_kl=c.target_kl / d,
                     sub_sampling_factor=c.sub_sampling_factor)
 
 

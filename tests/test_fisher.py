@@ -120,10 +120,10 @@ def test_cg_matches_linear_solve():
     A = F + damping * torch.eye(F.shape[0], dtype=torch.float64)
     g = torch.randn(F.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     expected = torch.linalg.solve(A, g)
-    x, residual = cg(lambda v: A @ v, g, max_steps=200, residual_tol=1e-12)
+    x, residual = cg(lambda v: A @ v, g, max_steps=200, residual_tol=1e-24)   # ‖r‖² < 1e-24
     torch.testing.assert_close(x, expected, rtol=0, atol=1e-5)
-    assert residual <= 1e-12
-    x_fvp, _ = cg(kl_fvp(pi, obs, damping), g, max_steps=200, residual_tol=1e-12)
+    assert residual < 1e-12
+    x_fvp, _ = cg(kl_fvp(pi, obs, damping), g, max_steps=200, residual_tol=1e-24)
     torch.testing.assert_close(x_fvp, expected, rtol=0, atol=1e-5)
     assert torch.linalg.norm(g - A @ x_fvp) < 1e-8
 
@@ -141,6 +141,25 @@ def test_cg_starts_at_zero_and_uses_no_rng():
     x, r = cg(lambda v: A @ v, b, max_steps=3, residual_tol=0.0)   # exact in n = 3 steps
     torch.testing.assert_close(x, torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64))
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_cg_stops_at_the_first_squared_residual_below_tol():
+    """rᵀr < residual_tol, as Schulman's code and sb3-contrib: the products CG makes are counted.
+    On A = diag(1, 2, 4), b = 1 the residual after one step is r₁ = b − (3/7) A b."""
+    A = torch.diag(torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64))
+    b = torch.ones(3, dtype=torch.float64)
+    rr1 = float(((b - (3 / 7) * A @ b) ** 2).sum())
+    calls = []
+
+    def Avp(v):
+        calls.append(1)
+        return A @ v
+
+    assert rr1 < rr1 ** 0.5          # so a tolerance between them tells rᵀr from ‖r‖
+    for tol, products in ((3.001, 0), (rr1 * 1.001, 1), (rr1 * 0.999, 2)):   # rᵀr = 3 at x₀ = 0
+        calls.clear()
+        cg(Avp, b, max_steps=3, residual_tol=tol)
+        assert len(calls) == products, (tol, len(calls))
 
 
 def test_flat_helpers_roundtrip_bitwise():

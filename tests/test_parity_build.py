@@ -139,7 +139,11 @@ def _reference(algo: Any) -> dict[str, Any]:
         used.update(n_epochs=m.n_epochs, clip_range_vf=m.clip_range_vf(1.0) if m.clip_range_vf else None,
                     ent_coef=m.ent_coef, vf_coef=m.vf_coef, max_grad_norm=m.max_grad_norm)
     else:
-        used.update(cg_max_steps=m.cg_max_steps, cg_damping=m.cg_damping, n_critic_updates=m.n_critic_updates,
+        # sb3-contrib's KL is the per-state KL / d (algorithms/sb3_ref.py::SB3TRPO): δ and λ in
+        # the per-state units ours use are its target_kl and cg_damping times d
+        d = algo.kl_dims()
+        used.update(target_kl=round(m.target_kl * d, 12), cg_damping=round(m.cg_damping * d, 12))
+        used.update(cg_max_steps=m.cg_max_steps, n_critic_updates=m.n_critic_updates,
                     sub_sampling_factor=m.sub_sampling_factor,
                     line_search_shrinking_factor=m.line_search_shrinking_factor,
                     line_search_max_iter=m.line_search_max_iter)

@@ -149,8 +149,12 @@ def test_line_search_accepts_first_admissible_point():
     assert torch.equal(flat_params(problem.params), problem.theta_old + fraction * problem.full_step)
 
 
-def npg_kl_ratios(deltas, **overrides) -> list[float]:
-    """KL(π_old ‖ π_{θ_old + Δθ}) / δ of the NPG step, in float64, for each δ."""
+def npg_kl_ratios(deltas, monkeypatch, **overrides) -> list[float]:
+    """KL(π_old ‖ π_{θ_old + Δθ}) / δ of the NPG step, in float64, for each δ; CG run to
+    convergence (rᵀr < 1e-30 rather than the reference codes' 1e-10)."""
+    import algorithms.trpo as trpo_module
+    from algorithms.core.fisher import cg
+    monkeypatch.setattr(trpo_module, "cg", lambda A, b, n: cg(A, b, n, residual_tol=1e-30))
     torch.set_default_dtype(torch.float64)   # the policy, and θ's flat vector, built in float64
     try:
         algo = make(NPG, cg_max_steps=200, **overrides)
@@ -169,17 +173,17 @@ def npg_kl_ratios(deltas, **overrides) -> list[float]:
     return ratios
 
 
-def test_npg_step_kl_matches_delta_to_second_order():
+def test_npg_step_kl_matches_delta_to_second_order(monkeypatch):
     """A linear softmax policy, no damping, CG run to convergence: ½ΔθᵀFΔθ = δ exactly, so
     the exact KL of the step is δ up to third-order terms: KL/δ → 1 as δ → 0."""
-    errors = [abs(r - 1) for r in npg_kl_ratios((1e-2, 1e-3, 1e-4), net_arch=(), cg_damping=0.0)]
+    errors = [abs(r - 1) for r in npg_kl_ratios((1e-2, 1e-3, 1e-4), monkeypatch, net_arch=(), cg_damping=0.0)]
     assert all(b < a / 5 for a, b in zip(errors, errors[1:]))
     assert errors[0] < 0.05 and errors[-1] < 1e-4
 
 
-def test_damped_npg_step_stays_inside_the_quadratic_model():
+def test_damped_npg_step_stays_inside_the_quadratic_model(monkeypatch):
     """With damping λ, sᵀ(F + λI)s ≥ sᵀFs, so the step's KL is at most δ as δ → 0."""
-    ratios = npg_kl_ratios((1e-4, 1e-5), net_arch=(8,), cg_damping=1e-3)
+    ratios = npg_kl_ratios((1e-4, 1e-5), monkeypatch, net_arch=(8,), cg_damping=1e-3)
     assert all(0.1 < r < 1 for r in ratios)
 
 

@@ -131,16 +131,18 @@ def cg(Avp: Avp, b: torch.Tensor, max_steps: int, residual_tol: float = 1e-10) -
     """Solve A x = b for symmetric positive-definite A given only v ↦ A v.
 
     Starts from x₀ = 0 (deterministic, no RNG) and stops after ``max_steps`` products or
-    once the residual norm ‖b − A x‖ falls to ``residual_tol`` (or if pᵀAp ≤ 0, i.e. A is
-    not positive definite along p). Returns x and the final residual norm (the recursively
-    updated residual, equal to ‖b − A x‖ in exact arithmetic).
+    once the *squared* residual norm rᵀr = ‖b − A x‖² is below ``residual_tol`` (or if
+    pᵀAp ≤ 0, i.e. A is not positive definite along p): the rule of Schulman's TRPO code
+    (``rdotr < residual_tol``) and of sb3-contrib's ``conjugate_gradient_solver``, so that a
+    step equals theirs (tests/test_update_parity.py). Returns x and the final residual norm
+    ‖r‖ (the recursively updated residual, equal to ‖b − A x‖ in exact arithmetic).
     """
     x = torch.zeros_like(b)
     r = b.clone()               # r = b − A x₀ = b
     p = r.clone()
     rr = float(r @ r)
     for _ in range(max_steps):
-        if rr ** 0.5 <= residual_tol:
+        if rr < residual_tol:     # rᵀr, squared
             break
         Ap = Avp(p)
         pAp = float(p @ Ap)
