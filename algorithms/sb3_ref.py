@@ -52,7 +52,7 @@ _RENAME = {
     "policy_loss": "pg_loss",
     "value_loss": "value_loss",
     "loss": "loss",
-    "approx_kl": "approx_kl",
+    "approx_kl": "approx_kl",                     # PPO: SB3's is its last epoch's mean, ours the update's
     "clip_fraction": "clip_fraction",
     "clip_range": "clip_range",
     "clip_range_vf": "clip_range_vf",

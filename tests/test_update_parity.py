@@ -48,13 +48,13 @@ def _linear_pairs(ours, pol) -> tuple[list, list]:
     return actor, critic
 
 
-def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None) -> dict:
-    """Ours (trpo) and sb3-trpo take one update from the same θ, φ and rollout; returns the largest
-    parameter differences after it and both sides' logged diagnostics."""
+def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None, algo: str = "trpo") -> dict:
+    """Ours (``algo``) and its reference take one update from the same θ, φ and rollout; returns the
+    largest parameter differences after it and both sides' logged diagnostics."""
     spec = dataclasses.replace(CATALOG.get(env_id), eval_episodes=1)
     check_dependencies(spec)
-    ours, orun = _build("trpo", spec, tmp, {})
-    ref, rrun = _build("sb3-trpo", spec, tmp, ref_overrides or {})
+    ours, orun = _build(algo, spec, tmp, {})
+    ref, rrun = _build(f"sb3-{algo}", spec, tmp, ref_overrides or {})
     try:
         pol = ref.model.policy
         actor, critic = _linear_pairs(ours, pol)
@@ -76,21 +76,28 @@ def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None) -
         rb.advantages[:], rb.returns[:] = A.numpy(), R.numpy()
         rb.full, rb.pos = True, T
 
-        # the same minibatches: SB3's get() draws np.random.permutation once per call (one call
-        # for the policy step, then one per critic epoch) over its env-major flattening
+        # the same minibatches: SB3's get() draws np.random.permutation once per call (TRPO: one
+        # call for the policy step, then one per critic epoch; PPO: one per epoch) over its
+        # env-major flattening
         rng_seed = 123
         np.random.seed(rng_seed)
-        perms = [np.random.permutation(T * N) for _ in range(1 + cfg.n_critic_updates)][1:]
+        perms = [np.random.permutation(T * N) for _ in range(1 + cfg.n_epochs if algo == "ppo" else
+                                                             1 + cfg.n_critic_updates)]
+        perms = perms[:cfg.n_epochs] if algo == "ppo" else perms[1:]
         ours_order = iter(torch.as_tensor((p % T) * N + p // T) for p in perms)
         logged: dict = {}
         buf.collect = lambda policy: None         # learn() runs one update on the rollout above
         orun.total_steps, ours.step = cfg.n_steps * cfg.n_envs, 0
+        ours.remaining = lambda step: 0.75     # PPO's schedules as at a quarter of a run, not at its end
         orun.log_update = lambda step, diag, **kw: logged.update(diag)
         randperm, randn_like = torch.randperm, torch.randn_like
         try:
             torch.randperm = lambda n, **kw: next(ours_order)
             ours.learn()
             torch.randperm = randperm
+            if algo == "ppo":     # schedules are compared in test_parity_build; here: this update's α, ε
+                ref.model.lr_schedule = lambda p: logged["learning_rate"]
+                ref.model.clip_range = lambda p: logged["clip_range"]
             np.random.seed(rng_seed)
             torch.randn_like = lambda b, **kw: torch.zeros_like(b)   # CG from x₀ = 0, as ours
             ref.model.train()
@@ -102,6 +109,8 @@ def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None) -
             return max(max(float((a.weight - b.weight).abs().max()), float((a.bias - b.bias).abs().max()))
                        for a, b in pairs)
 
+        if algo == "ppo":     # one optimiser over actor and critic: all of them for both keys
+            actor = critic = actor + critic
         out = {"actor": diff(actor), "critic": diff(critic), "ours": logged, "ref": ref.diagnostics(),
                "actor_scale": max(float(a.weight.detach().abs().max()) for a, _ in actor)}
         if hasattr(pol, "log_std"):
@@ -139,3 +148,18 @@ def test_sb3_contrib_as_shipped_takes_a_larger_step_on_hopper(tmp_path):
     assert r["actor"] > 1e-3, r
     assert r["critic"] < 1e-6                     # the critic fit does not depend on it
     assert r["ref"]["kl"] > 1.5 * r["ours"]["kl"]  # per-state KL of the accepted step: ~3δ v ≤ δ
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "CartPole-v1"])
+def test_one_ppo_update_equals_sb3s(env_id, tmp_path):
+    """All epochs and minibatches of one PPO update (clipped surrogate, value loss, entropy bonus,
+    per-minibatch advantage normalisation, gradient clipping, Adam) from the same θ and rollout."""
+    r = one_update_each(env_id, tmp_path, algo="ppo")
+    ours, ref = r["ours"], r["ref"]
+    assert ours["n_epochs_done"] >= 1
+    assert r["actor"] < 5e-5, r
+    assert 0 < ours["clip_range"] < 1 and ours["learning_rate"] > 0
+    # means over every minibatch of the update on both sides (SB3's approx_kl is its last epoch's
+    # only, so it is not compared)
+    for k in ("pg_loss", "value_loss", "entropy", "clip_fraction"):
+        assert ours[k] == pytest.approx(ref[k], rel=1e-3, abs=1e-6), k
