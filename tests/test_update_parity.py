@@ -163,3 +163,36 @@ def test_one_ppo_update_equals_sb3s(env_id, tmp_path):
     # only, so it is not compared)
     for k in ("pg_loss", "value_loss", "entropy", "clip_fraction"):
         assert ours[k] == pytest.approx(ref[k], rel=1e-3, abs=1e-6), k
+
+
+def test_advantages_equal_sb3s_rollout_buffer_with_terminations_and_truncations():
+    """What the update is fed: our GAE (truncation bootstraps V of the final observation, cuts the
+    trace) against SB3's own path for the same transitions, i.e. ``collect_rollouts`` adding
+    γ V(s_final) to a truncated step's reward, then ``RolloutBuffer.compute_returns_and_advantage``
+    with episode starts."""
+    import gymnasium as gym
+    from stable_baselines3.common.buffers import RolloutBuffer
+
+    from algorithms.core.gae import gae
+
+    g = np.random.default_rng(3)
+    T, N, gamma, lam = 64, 3, 0.99, 0.95
+    r, v = g.normal(size=(T, N)).astype(np.float32), g.normal(size=(T, N)).astype(np.float32)
+    v_final, v_last = g.normal(size=(T, N)).astype(np.float32), g.normal(size=N).astype(np.float32)
+    term = g.random((T, N)) < 0.05
+    trunc = (g.random((T, N)) < 0.05) & ~term
+    trunc[-1, 0], term[-1, 1] = True, False          # a truncation on the rollout's last step too
+    end = term | trunc
+    assert term.any() and trunc[:-1].any()
+    next_v = np.where(trunc, v_final, np.vstack([v[1:], v_last[None]]))
+    A, R = gae(*(torch.from_numpy(np.asarray(x, np.float32)) for x in (r, v, next_v, term, end)), gamma, lam)
+
+    buf = RolloutBuffer(T, gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), gae_lambda=lam, gamma=gamma,
+                        n_envs=N)
+    starts = np.vstack([np.zeros((1, N)), end[:-1]]).astype(np.float32)
+    for t in range(T):
+        buf.add(np.zeros((N, 2), np.float32), np.zeros((N, 1)), r[t] + gamma * v_final[t] * trunc[t], starts[t],
+                torch.from_numpy(v[t]), torch.zeros(N))
+    buf.compute_returns_and_advantage(torch.from_numpy(v_last), end[-1])
+    np.testing.assert_allclose(A.numpy(), buf.advantages, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(R.numpy(), buf.returns, rtol=0, atol=1e-5)
