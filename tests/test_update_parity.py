@@ -81,9 +81,9 @@ def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None, a
         # env-major flattening
         rng_seed = 123
         np.random.seed(rng_seed)
-        perms = [np.random.permutation(T * N) for _ in range(1 + cfg.n_epochs if algo == "ppo" else
-                                                             1 + cfg.n_critic_updates)]
-        perms = perms[:cfg.n_epochs] if algo == "ppo" else perms[1:]
+        calls = cfg.n_epochs if algo == "ppo" else 1 + cfg.n_critic_updates
+        perms = [np.random.permutation(T * N) for _ in range(calls)]
+        perms = perms if algo == "ppo" else perms[1:]      # TRPO's first get() is the policy step's
         ours_order = iter(torch.as_tensor((p % T) * N + p // T) for p in perms)
         logged: dict = {}
         buf.collect = lambda policy: None         # learn() runs one update on the rollout above
