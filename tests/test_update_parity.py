@@ -129,8 +129,9 @@ def test_one_trpo_update_equals_sb3_contribs(env_id, tmp_path):
     r = one_update_each(env_id, tmp_path)
     ours, ref = r["ours"], r["ref"]
     assert ours["step_accepted"] == 1 and ref["line_search_success"] == 1
-    # float32 autograd v our explicit backward; CartPole-v1's λ = 0.001 conditions CG the worst
-    assert r["actor"] < 5e-5, r
+    # float32 autograd v our explicit backward: ≤ 6e-6 on Hopper-v5, 1.9e-5 on CartPole-v1 (λ = 0.001
+    # conditions CG the worst); a real difference is ≥ 1e-3 (the as-shipped step: 0.02)
+    assert r["actor"] < 1e-4, r
     assert r["critic"] < 1e-6, r
     assert ours["value_loss"] == pytest.approx(ref["value_loss"], rel=1e-6)
     assert ours["surrogate_after"] == pytest.approx(ref["policy_objective"], rel=1e-4, abs=1e-7)
@@ -157,7 +158,7 @@ def test_one_ppo_update_equals_sb3s(env_id, tmp_path):
     r = one_update_each(env_id, tmp_path, algo="ppo")
     ours, ref = r["ours"], r["ref"]
     assert ours["n_epochs_done"] >= 1
-    assert r["actor"] < 5e-5, r
+    assert r["actor"] < 1e-4, r
     assert 0 < ours["clip_range"] < 1 and ours["learning_rate"] > 0
     # means over every minibatch of the update on both sides (SB3's approx_kl is its last epoch's
     # only, so it is not compared)
