@@ -132,7 +132,7 @@ def test_one_trpo_update_equals_sb3_contribs(env_id, tmp_path):
     # float32 autograd v our explicit backward: ≤ 6e-6 on Hopper-v5, 1.9e-5 on CartPole-v1 (λ = 0.001
     # conditions CG the worst); a real difference is ≥ 1e-3 (the as-shipped step: 0.02)
     assert r["actor"] < 1e-4, r
-    assert r["critic"] < 1e-6, r
+    assert r["critic"] < 1e-5, r           # measured: 0 (bit-identical) here
     assert ours["value_loss"] == pytest.approx(ref["value_loss"], rel=1e-6)
     assert ours["surrogate_after"] == pytest.approx(ref["policy_objective"], rel=1e-4, abs=1e-7)
     # the logged KL is the per-state KL on both sides; ours is D̄(π_old ‖ π), theirs D̄(π ‖ π_old):
@@ -147,7 +147,7 @@ def test_sb3_contrib_as_shipped_takes_a_larger_step_on_hopper(tmp_path):
     3 action dimensions), the same rollout gives a different, larger step."""
     r = one_update_each("Hopper-v5", tmp_path, {"kl_action_dims": "mean"})
     assert r["actor"] > 1e-3, r
-    assert r["critic"] < 1e-6                     # the critic fit does not depend on it
+    assert r["critic"] < 1e-5                     # the critic fit does not depend on it
     assert r["ref"]["kl"] > 1.5 * r["ours"]["kl"]  # per-state KL of the accepted step: ~3δ v ≤ δ
 
 
