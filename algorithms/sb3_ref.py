@@ -363,7 +363,7 @@ class SB3PPO(SB3Algorithm):
 
 
 class SB3TRPO(SB3Algorithm):
-    """sb3-contrib's TRPO, solving the same trust-region problem as ours and the paper's.
+    """sb3-contrib's TRPO, taking the same natural-gradient step as ours and the paper's.
 
     sb3-contrib measures a diagonal Gaussian's KL as ``kl_divergence(new, old).mean()``, and
     SB3's ``kl_divergence`` returns torch's *per-dimension* KL for a ``Normal``, so the mean runs
@@ -374,10 +374,12 @@ class SB3TRPO(SB3Algorithm):
 
     With ``kl_action_dims: sum`` (the default) it is given δ/d and λ/d: then
     (F/d + λ/d) s' = g has s' = d·s, the step √(2(δ/d) / s'ᵀ(F/d + λ/d)s') s' equals ours,
-    and its line-search test "KL/d < δ/d" is the per-state KL < δ. tests/test_update_parity.py
+    and its line-search test "KL/d < δ/d" is the per-state KL < δ — in its own KL direction,
+    KL(π_θ ‖ π_old) where ours uses KL(π_old ‖ π_θ) (equal to second order, so the two can stop
+    a backtracking search at different points near the boundary). tests/test_update_parity.py
     checks one update against ours from the same weights and rollout. ``kl_action_dims: mean``
     runs it as shipped (the setting rl-baselines3-zoo's published TRPO numbers were made with).
-    Discrete actions (torch's Categorical KL is already per state) and d = 1 are unaffected.
+    Discrete actions (the Categorical KL is already per state) and d = 1 are unaffected.
     The logged ``kl`` is multiplied back by d in either case: the per-state KL."""
 
     name = "sb3-trpo"
@@ -385,10 +387,12 @@ class SB3TRPO(SB3Algorithm):
     sb3_class = "sb3_contrib:TRPO"
 
     def kl_dims(self) -> int:
-        """d: the number of dimensions sb3-contrib's KL is averaged over per state (1 if discrete)."""
+        """d: the number of dimensions sb3-contrib's KL is averaged over per state: a Box's (diagonal
+        Gaussian) or a MultiBinary's (independent Bernoullis) size; 1 for Discrete and MultiDiscrete,
+        whose KL SB3 already sums per state."""
         import gymnasium as gym
         space = self.venv.action_space
-        return int(np.prod(space.shape)) if isinstance(space, gym.spaces.Box) else 1
+        return int(np.prod(space.shape)) if isinstance(space, gym.spaces.Box | gym.spaces.MultiBinary) else 1
 
     def diagnostics(self) -> dict[str, float]:
         d = super().diagnostics()
