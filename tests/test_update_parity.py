@@ -8,9 +8,10 @@ both start from our weights, and each takes one update:
 
 * the policy step (g, the Fisher products, CG, the step size β, the line search) must give the
   same actor to 1e-4 (measured 1e-7 on Hopper-v5 to 2e-5 on CartPole-v1: autograd against our
-  explicit backward; sb3-contrib's CG start x₀ = 1e-4·noise is set to 0, ours). Every case here
-  accepts the full step: the backtracking branch, where the two sides' opposite KL directions can
-  stop at different points, is not exercised;
+  explicit backward; sb3-contrib's CG start x₀ = 1e-4·noise is set to 0, ours). One case backtracks
+  (Pendulum-v1 at δ = 0.1: the third point, where the surrogate first improves); a search stopped by
+  the KL test itself, where the two sides' opposite KL directions could stop at different points
+  near the boundary, is not exercised;
 * the critic fit (``n_critic_updates`` epochs of Adam on minibatches) must give the same critic:
   both are handed the same permutations (SB3 flattens (T, N) env-major, ours time-major).
 
@@ -205,3 +206,13 @@ def test_advantages_equal_sb3s_rollout_buffer_with_terminations_and_truncations(
     buf.compute_returns_and_advantage(torch.from_numpy(v_last), end[-1])
     np.testing.assert_allclose(A.numpy(), buf.advantages, rtol=0, atol=1e-5)
     np.testing.assert_allclose(R.numpy(), buf.returns, rtol=0, atol=1e-5)
+
+
+def test_one_trpo_update_that_backtracks_equals_sb3_contribs(tmp_path):
+    """The line search's backtracking branch: at δ = 0.1 on Pendulum-v1 the full step does not improve
+    the surrogate, and both sides accept the same shrunken point θ_old + α^k Δθ."""
+    r = one_update_each("Pendulum-v1", tmp_path, both={"target_kl": 0.1})
+    ours, ref = r["ours"], r["ref"]
+    assert ours["line_search_steps"] > 1 and ours["step_accepted"] == 1 and ref["line_search_success"] == 1
+    assert r["actor"] < 1e-4, r               # measured 1.7e-6; a neighbouring k moves θ by ≈ 0.07 in norm
+    assert ours["surrogate_after"] == pytest.approx(ref["policy_objective"], rel=1e-4, abs=1e-7)
