@@ -16,7 +16,8 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    head, cmd = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    i = argv.index("--") if "--" in argv else len(argv)
+    head, cmd = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(prog="python -m experiments.timed", description=__doc__,
                                 usage="%(prog)s TIMING_DIR RULE [--kind KIND] -- COMMAND ...",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
