@@ -52,10 +52,13 @@ def _linear_pairs(ours, pol) -> tuple[list, list]:
 
 
 def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None, algo: str = "trpo",
-                    both: dict | None = None) -> dict:
+                    both: dict | None = None, trained: bool = False) -> dict:
     """Ours (``algo``) and its reference take one update from the same θ, φ and rollout; returns the
     largest parameter differences after it and both sides' logged diagnostics. ``both``: overrides
-    given to both sides, ``ref_overrides`` to the reference only."""
+    given to both sides, ``ref_overrides`` to the reference only. ``trained``: start from weights
+    away from the initialisation (log σ spread over [−1.5, 0.5], weights perturbed) as later in a run,
+    where every σ-dependent term of the step (1/σ² in the Fisher, z² − 1 in the gradient) is
+    exercised; at the initialisation σ = 1 hides a σ-for-σ² slip."""
     spec = dataclasses.replace(CATALOG.get(env_id), eval_episodes=1)
     check_dependencies(spec)
     ours, orun = _build(algo, spec, tmp, dict(both or {}))
@@ -64,6 +67,14 @@ def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None, a
         pol = ref.model.policy
         actor, critic = _linear_pairs(ours, pol)
         with torch.no_grad():
+            if trained:
+                g = torch.Generator().manual_seed(7)
+                for a, _ in actor + critic:
+                    a.weight.add_(0.3 * a.weight.std() * torch.randn(a.weight.shape, generator=g))
+                    a.bias.add_(0.1 * torch.randn(a.bias.shape, generator=g))
+                if hasattr(pol, "log_std"):
+                    ls = ours.policy.pi.log_std
+                    ls.copy_(torch.linspace(-1.5, 0.5, ls.numel()))
             for a, b in actor + critic:
                 b.weight.copy_(a.weight)
                 b.bias.copy_(a.bias)
@@ -128,10 +139,15 @@ def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None, a
         orun.close()
 
 
-@pytest.mark.parametrize("env_id", ["Hopper-v5", "Pendulum-v1", "CartPole-v1"])
-def test_one_trpo_update_equals_sb3_contribs(env_id, tmp_path):
-    """Hopper-v5: d = 3 (sb3-contrib given δ/d, λ/d); Pendulum-v1: d = 1; CartPole-v1: discrete."""
-    r = one_update_each(env_id, tmp_path)
+@pytest.mark.parametrize("env_id, trained", [("Hopper-v5", False), ("Hopper-v5", True), ("Pendulum-v1", False),
+                                             ("CartPole-v1", False), ("CartPole-v1", True)])
+def test_one_trpo_update_equals_sb3_contribs(env_id, trained, tmp_path):
+    """Hopper-v5: d = 3 (sb3-contrib given δ/d, λ/d); Pendulum-v1: d = 1; CartPole-v1: discrete.
+    ``trained``: from weights and log σ away from the initialisation, with CG run to convergence
+    (100 steps, both sides): there σ down to e^−1.5 conditions F badly, and CG stopped at the zoo's 25
+    steps (residual 6e-3) amplifies float32 rounding, autograd's against ours, to 1.4e-4 (5e-4 of the
+    step); converged (residual 1e-5) the two agree to 4e-7."""
+    r = one_update_each(env_id, tmp_path, trained=trained, both={"cg_max_steps": 100} if trained else None)
     ours, ref = r["ours"], r["ref"]
     assert r["orders"][0] == r["orders"][1] > 1      # every critic epoch took its order from SB3's
     assert ours["step_accepted"] == 1 and ref["line_search_success"] == 1
@@ -159,11 +175,12 @@ def test_sb3_contrib_as_shipped_takes_a_larger_step_on_hopper(tmp_path):
 
 # CartPole-v1's zoo entry takes its 8 × 32 rollout as one minibatch; 64 on both sides makes four, so
 # the minibatch order (and the env-major/time-major mapping, N = 8) matters. Hopper-v5: N = 1.
-@pytest.mark.parametrize("env_id, both", [("Hopper-v5", {}), ("CartPole-v1", {"batch_size": 64})])
-def test_one_ppo_update_equals_sb3s(env_id, both, tmp_path):
+@pytest.mark.parametrize("env_id, both, trained", [("Hopper-v5", {}, False), ("Hopper-v5", {}, True),
+                                                   ("CartPole-v1", {"batch_size": 64}, False)])
+def test_one_ppo_update_equals_sb3s(env_id, both, trained, tmp_path):
     """All epochs and minibatches of one PPO update (clipped surrogate, value loss, entropy bonus,
     per-minibatch advantage normalisation, gradient clipping, Adam) from the same θ and rollout."""
-    r = one_update_each(env_id, tmp_path, algo="ppo", both=both)
+    r = one_update_each(env_id, tmp_path, algo="ppo", both=both, trained=trained)
     ours, ref = r["ours"], r["ref"]
     assert r["orders"][0] == ours["n_epochs_done"] > 1
     assert r["actor"] < 1e-4, r
