@@ -15,7 +15,10 @@ of it. For the last sitting that trained runs:
     analysis steps  = Σ their durations
     the rest        = core-time − the above   Snakemake itself, job turnaround, idle cores
 
-``cores`` is the invocation's ``--cores``; a sitting made with other cores is misread by that factor.
+``cores`` is the sitting's own ``--cores``, as its ``dag_time`` step recorded it in
+``steps_time.jsonl``; for a sitting without such a record (the current one, before its ``dag_time``
+step has written it; or records made before 2026-11-27) the invocation's ``--cores``, which misreads a
+sitting made with other cores by that factor (the table says which it used).
 """
 from __future__ import annotations
 
@@ -55,8 +58,8 @@ def jobs(results: str | Path) -> pd.DataFrame:
         steps += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
     for t in steps:
         rows.append({"kind": t.get("kind", "analysis"), "start": t["started"], "end": t["ended"], "in_run": 0.0,
-                     "job": t["rule"]})
-    return pd.DataFrame(rows, columns=["kind", "start", "end", "in_run", "job"])
+                     "job": t["rule"], "cores": t.get("cores")})
+    return pd.DataFrame(rows, columns=["kind", "start", "end", "in_run", "job", "cores"])
 
 
 def last_sitting(j: pd.DataFrame, gap_s: float = GAP_S) -> tuple[pd.DataFrame, int]:
@@ -86,6 +89,9 @@ def account(results: str | Path, cores: int) -> pd.DataFrame:
         return pd.DataFrame([{"part": "no timed jobs (runs made before process_s was recorded)", "core_s": None,
                               "share": None, "jobs": untimed}])
     span = float(s["end"].max() - s["start"].min())
+    recorded = pd.to_numeric(s["cores"], errors="coerce").dropna()
+    cores_note = "as recorded" if len(recorded) else "this invocation's; the sitting's own not recorded"
+    cores = int(recorded.iloc[-1]) if len(recorded) else cores
     runs, steps = s[s["kind"].isin(RUN_KINDS)], s[~s["kind"].isin(RUN_KINDS)]
 
     def took(kind: str) -> tuple[float, int]:
@@ -108,9 +114,9 @@ def account(results: str | Path, cores: int) -> pd.DataFrame:
     over = core_s - rows[0]["core_s"] - rows[2]["core_s"]
     rows.append({"part": "overhead: start-up, analysis and the rest (issue 17: ≤ 10 %)", "core_s": round(over, 1),
                  "share": round(over / core_s, 4), "jobs": None})
-    rows.append({"part": f"cores × span ({cores} × {span:.1f} s; sitting {int(s['sitting'].iloc[0])} of {n_sittings}, "
-                         f"{untimed} untimed jobs left out)", "core_s": round(core_s, 1), "share": 1.0,
-                 "jobs": len(s)})
+    rows.append({"part": f"cores × span ({cores} × {span:.1f} s, cores {cores_note}; sitting "
+                         f"{int(s['sitting'].iloc[0])} of {n_sittings}, {untimed} untimed jobs left out)",
+                 "core_s": round(core_s, 1), "share": 1.0, "jobs": len(s)})
     return pd.DataFrame(rows)
 
 

@@ -391,6 +391,9 @@ def run_step(rule: str, smk: Any) -> None:
     elif rule == "analysis_html":
         make_html(i.runs, i.stats, i.poi, i.claims, i.parts, dict(o.items()), i.get("sweeps"), i.get("metrics"),
                   i.get("calibration"))
+    elif rule == "analysis_pairs":
+        from analysis.pairs import make_pairs
+        make_pairs(i.curves, o.csv, o.md, o.html)
     elif rule == "analysis_ledger":
         from analysis.ledger import make_ledger
 

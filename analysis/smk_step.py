@@ -22,4 +22,4 @@ with open(snakemake.log[0], "w") as _log, contextlib.redirect_stdout(_log), cont
 # (analysis/dag_time.py), in {RESULTS}/timing/ (committed with a snapshot, unlike logs/; every analysis
 # rule logs to {RESULTS}/logs/analysis/)
 append_step_time(Path(snakemake.log[0]).resolve().parents[2] / "timing", snakemake.rule,  # noqa: F821
-                 process_started(), time.time())
+                 process_started(), time.time(), cores=getattr(snakemake.params, "cores", None))  # noqa: F821

@@ -136,13 +136,19 @@ def write_csv_atomic(path: Path | str, rows: Sequence[dict[str, Any]], columns: 
     write_text_atomic(path, buf.getvalue())
 
 
-def append_step_time(timing_dir: Path | str, rule: str, started: float, ended: float, kind: str = "analysis") -> None:
+def append_step_time(timing_dir: Path | str, rule: str, started: float, ended: float, kind: str = "analysis",
+                     cores: int | None = None) -> None:
     """One line of ``{RESULTS}/timing/steps_time.jsonl`` for the DAG's time accounting
-    (analysis/dag_time.py): a job that is not a run (an analysis step, a toy experiment) and when it ran.
-    A single short O_APPEND write, so concurrent jobs do not interleave."""
+    (analysis/dag_time.py): a job that is not a run (an analysis step, a toy experiment) and when it ran;
+    ``cores``: the invocation's ``--cores``, where the step knows it (``dag_time``), so that a later redraw
+    with other cores still accounts this sitting with its own. A single short O_APPEND write, so
+    concurrent jobs do not interleave."""
     d = Path(timing_dir)
     d.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"rule": rule, "kind": kind, "started": round(started, 3), "ended": round(ended, 3)}) + "\n"
+    rec = {"rule": rule, "kind": kind, "started": round(started, 3), "ended": round(ended, 3)}
+    if cores:
+        rec["cores"] = int(cores)
+    line = json.dumps(rec) + "\n"
     with open(d / "steps_time.jsonl", "a") as f:
         f.write(line)
 

@@ -61,3 +61,31 @@ def test_timed_records_a_toy_and_keeps_its_status(tmp_path):
     assert rec["rule"] == "toy_x" and rec["kind"] == "toy" and rec["ended"] - rec["started"] >= 0.2
     j = dag_time.jobs(tmp_path)
     assert list(j["kind"]) == ["toy"]
+
+
+def test_a_sitting_is_accounted_with_its_own_recorded_cores(tmp_path):
+    """A snapshot made with --cores 2 and redrawn later with --cores 1: the training sitting's dag_time
+    step recorded 2, and that is what its core-time is counted with (counted with 1, the runs' time
+    would exceed the sitting's core-time: a share above 1)."""
+    _run(tmp_path, "runs/ppo/E/0", end=1100.0, process_s=100, wall_s=95)
+    _run(tmp_path, "runs/ppo/E/1", end=1100.0, process_s=100, wall_s=95)
+    (tmp_path / "timing").mkdir()
+    (tmp_path / "timing/steps_time.jsonl").write_text(
+        json.dumps({"rule": "dag_time", "started": 1101.0, "ended": 1102.0, "cores": 2}) + "\n"
+        + json.dumps({"rule": "dag_time", "started": 5000.0, "ended": 5001.0, "cores": 1}) + "\n")
+    t = dag_time.account(tmp_path, cores=1).set_index("part")
+    assert t["core_s"].iloc[-1] == pytest.approx(2 * 102.0)
+    assert "2 × 102.0 s, cores as recorded" in t.index[-1]
+    assert 0 < t.loc[t.index.str.startswith("the rest")]["share"].item() < 1
+    (tmp_path / "timing/steps_time.jsonl").write_text(json.dumps({"rule": "x", "started": 1101.0, "ended": 1102.0}))
+    t = dag_time.account(tmp_path, cores=2).set_index("part")
+    assert "not recorded" in t.index[-1] and t["core_s"].iloc[-1] == pytest.approx(2 * 102.0)
+
+
+def test_step_time_records_the_cores_where_given(tmp_path):
+    from experiments.io import append_step_time
+
+    append_step_time(tmp_path, "dag_time", 1.0, 2.0, cores=4)
+    append_step_time(tmp_path, "analysis_tables", 2.0, 3.0)
+    a, b = (json.loads(x) for x in (tmp_path / "steps_time.jsonl").read_text().splitlines())
+    assert a["cores"] == 4 and "cores" not in b

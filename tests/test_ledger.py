@@ -104,25 +104,28 @@ def test_interim_counts_only_runs_with_a_summary(tmp_path):
     assert [r.run_dir for r in interim.finished(refs)] == [str(tmp_path / "a")]
 
 
-def test_interim_pairs_are_welch_comparisons_of_ours_against_its_reference():
-    """analysis.interim.pairs_table: per env where both sides have ≥ 2 finished runs, x − y of the
-    final and max returns with Welch's interval and p, against scipy's Welch t-test."""
-    from analysis import interim
+def test_pairs_are_paired_t_comparisons_of_ours_against_its_reference_on_common_seeds():
+    """analysis.pairs.pairs_table: per env, on the seeds both sides finished (≥ 2), the mean per-seed
+    difference x − y of the final and max returns with the paired-t interval and p, against scipy."""
+    from analysis import pairs
 
     g = np.random.default_rng(5)
-    fx, fy = g.normal(1800, 900, 5), g.normal(3300, 150, 4)
-    seeds = {("Hopper-v5", "trpo"): {s: (f, f + 300) for s, f in enumerate(fx)},
-             ("Hopper-v5", "sb3-trpo"): {s: (f, f + 100) for s, f in enumerate(fy)},
-             ("Walker2d-v5", "trpo"): {0: (4000.0, 4100.0)},            # one run: no row
+    fx, fy = g.normal(1800, 900, 7), g.normal(3300, 150, 4)
+    seeds = {("Hopper-v5", "trpo"): {s: (f, f + 300) for s, f in enumerate(fx)},          # seeds 0–6
+             ("Hopper-v5", "sb3-trpo"): {s + 1: (f, f + 100) for s, f in enumerate(fy)},  # seeds 1–4
+             ("Walker2d-v5", "trpo"): {0: (4000.0, 4100.0), 5: (1.0, 2.0)},             # one common seed: no row
              ("Walker2d-v5", "sb3-trpo"): {0: (3000.0, 3100.0), 1: (3500.0, 3600.0)}}
-    t = interim.pairs_table(seeds, [("trpo", "sb3-trpo"), ("ppo", "sb3-ppo")])
+    t = pairs.pairs_table(seeds, [("trpo", "sb3-trpo"), ("ppo", "sb3-ppo")])
     assert len(t) == 1
     r = t.iloc[0]
-    assert (r.env, r.x, r.y, r.n_x, r.n_y) == ("Hopper-v5", "trpo", "sb3-trpo", 5, 4)
-    ref = sps.ttest_ind(fx, fy, equal_var=False)
+    assert (r.env, r.x, r.y, r.n, r.seeds, r.x_only, r.y_only) == ("Hopper-v5", "trpo", "sb3-trpo", 4, "1 2 3 4", 3, 0)
+    ref = sps.ttest_rel(fx[1:5], fy)
     ci = ref.confidence_interval(0.95)
-    assert r.final_diff == pytest.approx(fx.mean() - fy.mean())
+    assert r.final_diff == pytest.approx(fx[1:5].mean() - fy.mean())
     assert r.final_p == pytest.approx(ref.pvalue, rel=1e-9)
     assert (r.final_lo, r.final_hi) == pytest.approx((ci.low, ci.high), rel=1e-9)
-    assert r.max_diff == pytest.approx(fx.mean() + 300 - fy.mean() - 100)
-    assert "| Hopper-v5 | trpo | sb3-trpo | 5 / 4 |" in interim.pairs_markdown(t)
+    assert r.max_diff == pytest.approx(r.final_diff + 200)
+    assert "| Hopper-v5 | trpo | sb3-trpo | 1 2 3 4 |" in pairs.pairs_markdown(t)
+    same = pairs.pairs_table({("E", "a"): {0: (1.0, 1.0), 1: (2.0, 2.0)}, ("E", "b"): {0: (1.0, 1.0), 1: (2.0, 2.0)}},
+                             [("a", "b")]).iloc[0]
+    assert (same.final_diff, same.final_lo, same.final_hi, same.final_p) == (0.0, 0.0, 0.0, 1.0)

@@ -70,7 +70,8 @@ ANALYSIS_TARGETS = (
     [f"{_T}/{n}" for n in ("runs.csv", "curves.parquet", "curves.csv", "updates.parquet", "run_metrics.csv",
                            "stats.csv", "poi.csv", "claims.csv", "claims_parts.csv", "claims.md", "calibration.csv",
                            "claims.html", "verdicts.html", "runs.html", "stats.html", "poi.html", "hyperparams.md",
-                           "hyperparams.html", "ledger.csv", "ledger.md", "ledger.html", "provenance.html")]
+                           "hyperparams.html", "ledger.csv", "ledger.md", "ledger.html", "pairs.csv", "pairs.md",
+                           "pairs.html", "provenance.html")]
     + [f"{_F}/{v}" for v in (*_FIGURES.values(), "aggregate_iqm_poi.png")]
     + ([f"{_F}/{v}" for v in _TOY_FIGURES.values()] if TOYS_ON else [])
     + ([SWEEPS_CSV, f"{_F}/sweep_robustness.png"] if SWEEPS else [])
@@ -354,6 +355,23 @@ rule analysis_ledger:
         html=report(f"{_T}/ledger.html", caption=_cap("ledger"), category=_CAT_TOP, subcategory="Ours vs published"),
     log:
         f"{RESULTS}/logs/analysis/analysis_ledger.log",
+    localrule: True
+    script:
+        _STEP
+
+
+rule analysis_pairs:
+    """Ours against its reference (each parity.yaml pair) per env, paired by seed: the difference of
+    final and max returns with the paired-t interval and p; a check of the implementations, not a claim."""
+    input:
+        curves=f"{_T}/curves.parquet",
+        parity=str(Path(workflow.basedir, "experiments/config/parity.yaml")),
+    output:
+        csv=report(f"{_T}/pairs.csv", caption=_cap("pairs"), category=_CAT_TABLES, subcategory="Downloads"),
+        md=f"{_T}/pairs.md",
+        html=report(f"{_T}/pairs.html", caption=_cap("pairs"), category=_CAT_TOP, subcategory="Ours vs the references"),
+    log:
+        f"{RESULTS}/logs/analysis/analysis_pairs.log",
     localrule: True
     script:
         _STEP
