@@ -29,11 +29,11 @@ def per_seed(curves: pd.DataFrame) -> dict[tuple[str, str], dict[int, tuple[floa
 def paired_t(d: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, float]:
     """Mean of the per-seed differences d, its Student-t interval and the two-sided p of the paired
     t-test (p = 1 where every difference is 0)."""
-    m, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+    m, lo, hi = ledger.t_interval(d, confidence)
+    se = float(d.std(ddof=1) / np.sqrt(len(d)))
     if se == 0:
         return m, m, m, 1.0 if m == 0 else 0.0
-    h = float(sps.t.ppf(0.5 + confidence / 2, len(d) - 1)) * se
-    return m, m - h, m + h, float(2 * sps.t.sf(abs(m) / se, len(d) - 1))
+    return m, lo, hi, float(2 * sps.t.sf(abs(m) / se, len(d) - 1))
 
 
 def pairs_table(seeds: dict, pairs: list[tuple[str, str]]) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from experiments.envs import check_dependencies
-from tests.test_update_parity import CATALOG, _build, _linear_pairs
+from tests.test_update_parity import CATALOG, _build, _same_weights, _seeded_rollouts, _shared_noise
 
 
 @pytest.mark.parametrize("algo, env_id, updates", [("trpo", "Hopper-v5", 3), ("trpo", "Pendulum-v1", 2),
@@ -32,31 +32,16 @@ def test_our_learn_equals_the_references_learn(algo, env_id, updates, tmp_path, 
     rewards, terminations) and Pendulum-v1 (truncations only, every 200 steps), ``updates`` updates of
     each loop. Measured: TRPO Hopper-v5 6e-7 (actor) / 1.2e-6 (critic), Pendulum-v1 1.4e-5 / 7.6e-6;
     PPO Hopper-v5 3.9e-7 / 5.1e-7."""
-    from algorithms.core import fast
-    from algorithms.core.buffer import RolloutBuffer
-    from algorithms.core.envs import VecEnv
-    from experiments.envs import env_fns
-
     spec = dataclasses.replace(CATALOG.get(env_id), eval_episodes=1)
     check_dependencies(spec)
     ours, orun = _build(algo, spec, tmp_path, {})
     ref, rrun = _build(f"sb3-{algo}", spec, tmp_path, {})
     try:
         m, cfg = ref.model, ours.cfg
-        actor, critic = _linear_pairs(ours, m.policy)
-        with torch.no_grad():
-            for a, b in actor + critic:
-                b.weight.copy_(a.weight)
-                b.bias.copy_(a.bias)
-            m.policy.log_std.copy_(ours.policy.pi.log_std)
+        actor, critic = _same_weights(ours, m.policy)
         seed, T, N = 1234, cfg.n_steps, cfg.n_envs
-        ours.env = VecEnv(env_fns(spec, N), seed=seed, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
-                          gamma=cfg.gamma)                       # sub-env i seeded seed + i, as SB3's
-        ours.buffer = RolloutBuffer(T, ours.env)
-        eps = np.random.default_rng(0).standard_normal((updates, T, N, ours.env.single_action_space.shape[0]),
-                                                       dtype=np.float32)
-        rollout = iter(eps)
-        monkeypatch.setattr(fast.NumpyActor, "noise", lambda self, *batch: next(rollout))
+        ours.env, ours.buffer = _seeded_rollouts(spec, cfg, seed)
+        _shared_noise(monkeypatch, updates, T, N, ours.env.single_action_space.shape[0])
         # SB3's get() draws one permutation per call: TRPO's policy step, then one per critic epoch; PPO's epochs
         calls, skip = (cfg.n_epochs, 0) if algo == "ppo" else (1 + cfg.n_critic_updates, 1)
         np.random.seed(123)
@@ -69,12 +54,6 @@ def test_our_learn_equals_the_references_learn(algo, env_id, updates, tmp_path, 
             mp.setattr(torch, "randperm", lambda n, **kw: next(ours_orders))
             ours.learn()
 
-        draws = iter(eps.reshape(updates * T, N, -1))
-
-        def rsample(self, sample_shape=()):                      # SB3's a = μ + σε with our ε of the step
-            return self.loc + torch.from_numpy(next(draws)) * self.scale
-
-        monkeypatch.setattr(torch.distributions.Normal, "rsample", rsample)
         monkeypatch.setattr(torch, "randn_like", lambda b, **kw: torch.zeros_like(b))   # CG from x₀ = 0
         ref.venv.seed(seed)
         np.random.seed(123)

@@ -56,6 +56,46 @@ def _linear_pairs(ours, pol) -> tuple[list, list]:
     return actor, critic
 
 
+def _same_weights(ours, pol) -> tuple[list, list]:
+    """Copy our actor's and critic's weights (and log σ) into the reference's policy ``pol``; returns
+    the (ours, theirs) Linear pairs of each."""
+    actor, critic = _linear_pairs(ours, pol)
+    with torch.no_grad():
+        for a, b in actor + critic:
+            b.weight.copy_(a.weight)
+            b.bias.copy_(a.bias)
+        if hasattr(pol, "log_std"):
+            pol.log_std.copy_(ours.policy.pi.log_std)
+    return actor, critic
+
+
+def _seeded_rollouts(spec, cfg, seed: int):
+    """Our VecEnv with sub-env i seeded ``seed + i``, as SB3's ``VecEnv.seed(seed)``, and a rollout
+    buffer on it: (env, buffer)."""
+    from algorithms.core.buffer import RolloutBuffer
+    from algorithms.core.envs import VecEnv
+    from experiments.envs import env_fns
+
+    env = VecEnv(env_fns(spec, cfg.n_envs), seed=seed, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
+                 gamma=cfg.gamma)
+    return env, RolloutBuffer(cfg.n_steps, env)
+
+
+def _shared_noise(monkeypatch, rollouts: int, T: int, N: int, d: int) -> None:
+    """Both sides draw the same standard normals ε (a = μ + σε): our NumPy actor one (T, N, d) block per
+    rollout, SB3's ``Normal.rsample`` one (N, d) row per step, in that order."""
+    from algorithms.core import fast
+
+    eps = np.random.default_rng(0).standard_normal((rollouts, T, N, d), dtype=np.float32)
+    blocks, rows = iter(eps), iter(eps.reshape(rollouts * T, N, d))
+    monkeypatch.setattr(fast.NumpyActor, "noise", lambda self, *batch: next(blocks))
+
+    def rsample(self, sample_shape=()):
+        return self.loc + torch.from_numpy(next(rows)) * self.scale
+
+    monkeypatch.setattr(torch.distributions.Normal, "rsample", rsample)
+
+
 def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None, algo: str = "trpo",
                     both: dict | None = None, trained: bool = False, updates: int = 1) -> dict:
     """Ours (``algo``) and its reference take one update from the same θ, φ and rollout; returns the
@@ -72,21 +112,17 @@ def one_update_each(env_id: str, tmp: Path, ref_overrides: dict | None = None, a
     ref, rrun = _build(f"sb3-{algo}", spec, tmp, {**(both or {}), **(ref_overrides or {})})
     try:
         pol = ref.model.policy
-        actor, critic = _linear_pairs(ours, pol)
-        with torch.no_grad():
-            if trained:
-                g = torch.Generator().manual_seed(7)
+        if trained:
+            g = torch.Generator().manual_seed(7)
+            actor, critic = _linear_pairs(ours, pol)
+            with torch.no_grad():
                 for a, _ in actor + critic:
                     a.weight.add_(0.3 * a.weight.std() * torch.randn(a.weight.shape, generator=g))
                     a.bias.add_(0.1 * torch.randn(a.bias.shape, generator=g))
                 if hasattr(pol, "log_std"):
                     ls = ours.policy.pi.log_std
                     ls.copy_(torch.linspace(-1.5, 0.5, ls.numel()))
-            for a, b in actor + critic:
-                b.weight.copy_(a.weight)
-                b.bias.copy_(a.bias)
-            if hasattr(pol, "log_std"):
-                pol.log_std.copy_(ours.policy.pi.log_std)
+        actor, critic = _same_weights(ours, pol)
         buf, cfg = ours.buffer, ours.cfg
         buf.collect(ours.policy)                 # a warm normaliser: learn() collects the compared rollouts
         T, N, rb = buf.T, buf.N, ref.model.rollout_buffer
@@ -281,36 +317,16 @@ def test_rollouts_equal_sb3s_collect_rollouts(env_id, tmp_path, monkeypatch):
     Measured: ≤ 1e-6 everywhere on Hopper-v5; advantages 1.5e-5 on a scale of 67 on Pendulum-v1."""
     from stable_baselines3.common.callbacks import CallbackList
 
-    from algorithms.core import fast
-    from algorithms.core.buffer import RolloutBuffer
-    from algorithms.core.envs import VecEnv
-    from experiments.envs import env_fns
-
     spec = dataclasses.replace(CATALOG.get(env_id), eval_episodes=1)
     check_dependencies(spec)
     ours, orun = _build("trpo", spec, tmp_path, {})
     ref, rrun = _build("sb3-trpo", spec, tmp_path, {})
     try:
         m, cfg = ref.model, ours.cfg
-        actor, critic = _linear_pairs(ours, m.policy)
-        with torch.no_grad():
-            for a, b in actor + critic:
-                b.weight.copy_(a.weight)
-                b.bias.copy_(a.bias)
-            m.policy.log_std.copy_(ours.policy.pi.log_std)
+        _same_weights(ours, m.policy)
         seed, rollouts, T, N = 1234, 3, cfg.n_steps, cfg.n_envs
-        env = VecEnv(env_fns(spec, N), seed=seed, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward, gamma=cfg.gamma)
-        buf = RolloutBuffer(T, env)
-        eps = np.random.default_rng(0).standard_normal((rollouts, T, N, env.single_action_space.shape[0]),
-                                                       dtype=np.float32)
-        current = [0]
-        monkeypatch.setattr(fast.NumpyActor, "noise", lambda self, *batch: eps[current[0]])
-        draws = iter(eps.reshape(rollouts * T, N, -1))
-
-        def rsample(self, sample_shape=()):      # SB3's a = μ + σε, with our ε of this step
-            return self.loc + torch.from_numpy(next(draws)) * self.scale
-
-        monkeypatch.setattr(torch.distributions.Normal, "rsample", rsample)
+        env, buf = _seeded_rollouts(spec, cfg, seed)
+        _shared_noise(monkeypatch, rollouts, T, N, env.single_action_space.shape[0])
         ref.venv.seed(seed)                      # SB3 seeds sub-env i with seed + i, as our VecEnv(seed=…)
         m._setup_learn(10**6, None)
         callback = CallbackList([])
@@ -318,7 +334,6 @@ def test_rollouts_equal_sb3s_collect_rollouts(env_id, tmp_path, monkeypatch):
         rb = m.rollout_buffer
         truncations, prev_end = 0, np.ones((1, N))       # SB3 starts with every episode starting
         for r in range(rollouts):
-            current[0] = r
             buf.collect(ours.policy)
             m.collect_rollouts(m.env, callback, rb, T)
             A, R = buf.advantages(cfg.gamma, cfg.gae_lambda)
