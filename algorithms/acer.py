@@ -54,10 +54,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from algorithms.acer_continuous import SDNet, continuous_terms
+from algorithms.acer_continuous import ExplicitSDN, SDNet, continuous_terms
 from algorithms.base import Algorithm, BaseConfig, ConfigError
 from algorithms.core.acer_ops import TermsConfig, average_, next_values, retrace, softmax_tangent, tr_diagnostics
 from algorithms.core.distributions import Categorical
+from algorithms.core.explicit import FlatParams, FlatRMSprop
 from algorithms.core.nets import make_trunk, ortho_init
 from algorithms.core.replay import ReplayMemory, Trajectory
 
@@ -236,7 +237,14 @@ class ACER(Algorithm):
         self.net = self.net.to(run.device)
         self.avg_net = copy.deepcopy(self.net).requires_grad_(False)
         self.params, self.avg_params = list(self.net.parameters()), list(self.avg_net.parameters())
-        if cfg.rmsprop_tf_like:
+        # continuous actions on vector observations: θ and θ_avg flat, the backward pass written out
+        self.explicit = not self.discrete and ExplicitSDN.supports(self.net)
+        if self.explicit:
+            self.flat, self.avg_flat = FlatParams(self.params), FlatParams(self.avg_params)
+            self.sdn = ExplicitSDN(self.net, self.avg_net, self.flat, self.avg_flat)
+            self.opt = FlatRMSprop(self.flat, cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps,
+                                   tf_like=cfg.rmsprop_tf_like)
+        elif cfg.rmsprop_tf_like:
             from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
             self.opt = RMSpropTFLike(self.params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps)
@@ -320,6 +328,8 @@ class ACER(Algorithm):
         return {"mean": dist.mean.cpu().numpy(), "log_std": dist.log_std.cpu().numpy()}
 
     def update(self, batch: Trajectory) -> dict[str, torch.Tensor]:
+        if self.explicit:
+            return self.explicit_update(batch)
         out = self.terms(self.net, self.avg_net, batch.to(self.run.device), self.cfg)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -328,14 +338,30 @@ class ACER(Algorithm):
         average_(self.avg_params, self.params, self.cfg.alpha)
         return {**out["diag"], "grad_norm": grad_norm}
 
+    @torch.no_grad()
+    def explicit_update(self, batch: Trajectory) -> dict[str, torch.Tensor]:
+        """``update`` for continuous actions on MLPs: the same terms, the gradients of the loss w.r.t.
+        (μ, log σ, V, A) taken back through the network by ``ExplicitSDN``, then clipping, RMSProp
+        and θ_avg ← α θ_avg + (1 − α) θ on the flat vectors. Tested against ``update``'s autograd."""
+        out = continuous_terms(self.net, self.avg_net, batch.to(self.run.device), self.cfg, self.sdn)
+        d = out["grads"]
+        self.sdn.backward(d["mean"], d["log_std"], d["V"], d["A"])
+        grad_norm = self.flat.clip_grad_norm(self.cfg.max_grad_norm)
+        self.opt.step()
+        self.avg_flat.theta.lerp_(self.flat.theta, 1.0 - self.cfg.alpha)
+        return {**out["diag"], "grad_norm": grad_norm}
+
     def learn(self) -> None:
         cfg, run = self.cfg, self.run
         while self.step < run.total_steps:
             lr = cfg.learning_rate * (
                 (1.0 - self.step / run.total_steps) if cfg.lr_schedule == "linear" else 1.0
             )
-            for group in self.opt.param_groups:
-                group["lr"] = lr
+            if self.explicit:
+                self.opt.lr = lr
+            else:
+                for group in self.opt.param_groups:
+                    group["lr"] = lr
             batch, arrays = self.collect()
             self.step += cfg.n_steps * cfg.n_envs
             diags = [self.update(batch)]

@@ -128,6 +128,13 @@ class DiagGaussian:
         var_q = torch.exp(2 * other.log_std)
         return (other.log_std - self.log_std + (var_p + (self.mean - other.mean).pow(2)) / (2 * var_q) - 0.5).sum(-1)
 
+    def kl_grad(self, other: DiagGaussian) -> tuple[torch.Tensor, torch.Tensor]:
+        """∇ of KL(self ‖ other) w.r.t. *other's* statistics (μ_q, log σ_q):
+        ((μ_q − μ_p)/σ_q², 1 − (σ_p² + (μ_p − μ_q)²)/σ_q²)."""
+        inv_var_q = torch.exp(-2 * other.log_std)
+        diff = other.mean - self.mean
+        return diff * inv_var_q, 1.0 - (torch.exp(2 * self.log_std) + diff.square()) * inv_var_q
+
     def detach(self) -> DiagGaussian:
         return DiagGaussian(self.mean.detach(), self.log_std.detach())
 

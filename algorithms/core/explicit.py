@@ -1,4 +1,4 @@
-"""Explicit back-propagation through the MLP actor-critics, and Adam on one flat vector θ.
+"""Explicit back-propagation through the MLP actor-critics, and Adam and RMSProp on one flat vector θ.
 
 Why. For the 64-unit MLPs of classic control and MuJoCo a minibatch step costs almost nothing
 in arithmetic; on a CPU its time is the per-node overhead of the autograd engine and the
@@ -109,6 +109,36 @@ class FlatAdam:
         self.t, self.lr = int(s["t"]), float(s["lr"])
 
 
+class FlatRMSprop:
+    """RMSProp on a ``FlatParams``, as ``torch.optim.RMSprop`` computes it (no momentum, not centred):
+
+        s ← α s + (1 − α) g²,    θ ← θ − lr · g / (√s + ε)
+
+    or, with ``tf_like``, as SB3's ``RMSpropTFLike`` (TensorFlow's, OpenAI Baselines' ACER):
+    s starts at 1 and θ ← θ − lr · g / √(s + ε)."""
+
+    def __init__(self, flat: FlatParams, lr: float, alpha: float = 0.99, eps: float = 1e-8,
+                 tf_like: bool = False) -> None:
+        self.flat, self.lr, self.alpha, self.eps, self.tf_like = flat, lr, alpha, eps, tf_like
+        self.square_avg = torch.ones_like(flat.theta) if tf_like else torch.zeros_like(flat.theta)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        g, s = self.flat.grad, self.square_avg
+        s.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
+        denom = s.add(self.eps).sqrt_() if self.tf_like else s.sqrt().add_(self.eps)
+        self.flat.theta.addcdiv_(g, denom, value=-self.lr)
+
+    def state_dict(self) -> dict:
+        return {"square_avg": self.square_avg.clone(), "lr": self.lr, "tf_like": self.tf_like}
+
+    def load_state_dict(self, s: dict) -> None:
+        if bool(s.get("tf_like")) != self.tf_like or s["square_avg"].shape != self.square_avg.shape:
+            raise ValueError("RMSProp state of another variant or parameter count")
+        self.square_avg.copy_(s["square_avg"])
+        self.lr = float(s["lr"])
+
+
 @dataclass
 class Layer:
     W: torch.Tensor     # (out, in), aliases the parameter
@@ -127,39 +157,50 @@ def supports(policy: ActorCritic) -> bool:
             and linear_stack(policy.v_trunk) is not None)
 
 
-def layers(trunk: nn.Module, head: nn.Linear, flat: FlatParams) -> list[Layer]:
-    """The trunk's layers and the head, bound to ``flat``'s parameter and gradient views."""
-    lins = linear_stack(trunk) + [(head, "id")]
+def layers(trunk: nn.Module, head: nn.Linear | None, flat: FlatParams) -> list[Layer]:
+    """The trunk's layers and the head (if any), bound to ``flat``'s parameter and gradient views."""
+    lins = linear_stack(trunk) + ([(head, "id")] if head is not None else [])
     return [Layer(m.weight.detach(), m.weight.detach().t(), m.bias.detach(), flat.grad_of[id(m.weight)],
                   flat.grad_of[id(m.bias)], a, flat.index[id(m.weight)], flat.index[id(m.bias)]) for m, a in lins]
+
+
+def activate_(z: torch.Tensor, act: str) -> torch.Tensor:
+    """h = f(z), in place."""
+    if act == "tanh":
+        return z.tanh_()
+    return z.relu_() if act == "relu" else z
+
+
+def activation_backward(d: torch.Tensor, h: torch.Tensor, act: str) -> torch.Tensor:
+    """∂L/∂z = ∂L/∂h ⊙ f′(z), from h = f(z)."""
+    if act == "tanh":
+        return torch.ops.aten.tanh_backward(d, h)              # d ⊙ (1 − h²)
+    if act == "relu":
+        return torch.ops.aten.threshold_backward(d, h, 0)      # d ⊙ 1[h > 0]
+    return d
 
 
 def forward(net: list[Layer], x: torch.Tensor) -> list[torch.Tensor]:
     """[h_0 = x, h_1, …, h_L]: every layer's output, kept for the backward pass."""
     hs = [x if x.dim() == 2 else x.reshape(x.shape[0], -1)]
     for L in net:
-        z = torch.addmm(L.b, hs[-1], L.Wt)
-        if L.act == "tanh":
-            z.tanh_()
-        elif L.act == "relu":
-            z.relu_()
-        hs.append(z)
+        hs.append(activate_(torch.addmm(L.b, hs[-1], L.Wt), L.act))
     return hs
 
 
-def backward(net: list[Layer], hs: list[torch.Tensor], d_out: torch.Tensor) -> None:
-    """Write ∂L/∂W_l and ∂L/∂b_l of every layer into its gradient views, given ∂L/∂h_L = ``d_out``."""
+def backward(net: list[Layer], hs: list[torch.Tensor], d_out: torch.Tensor,
+             input_grad: bool = False) -> torch.Tensor | None:
+    """Write ∂L/∂W_l and ∂L/∂b_l of every layer into its gradient views, given ∂L/∂h_L = ``d_out``;
+    with ``input_grad``, return ∂L/∂h_0 (for a network whose input is another's output)."""
     d = d_out
     for l in range(len(net) - 1, -1, -1):
-        L, h = net[l], hs[l + 1]
-        if L.act == "tanh":
-            d = torch.ops.aten.tanh_backward(d, h)              # d ⊙ (1 − h²)
-        elif L.act == "relu":
-            d = torch.ops.aten.threshold_backward(d, h, 0)      # d ⊙ 1[h > 0]
+        L = net[l]
+        d = activation_backward(d, hs[l + 1], L.act)
         torch.mm(d.t(), hs[l], out=L.dW)
         torch.sum(d, 0, out=L.db)
-        if l:
+        if l or input_grad:
             d = torch.mm(d, L.W)
+    return d if input_grad else None
 
 
 def jvp(net: list[Layer], hs: list[torch.Tensor], v: list[torch.Tensor]) -> torch.Tensor:
@@ -173,9 +214,5 @@ def jvp(net: list[Layer], hs: list[torch.Tensor], v: list[torch.Tensor]) -> torc
         dz = torch.addmm(v[L.ib], hs[l], v[L.iW].t())
         if d is not None:
             dz.addmm_(d, L.Wt)
-        if L.act == "tanh":
-            dz = torch.ops.aten.tanh_backward(dz, hs[l + 1])
-        elif L.act == "relu":
-            dz = torch.ops.aten.threshold_backward(dz, hs[l + 1], 0)
-        d = dz
+        d = activation_backward(dz, hs[l + 1], L.act)
     return d

@@ -1,0 +1,174 @@
+"""Continuous ACER's written-out update (``ExplicitSDN``, ``FlatRMSprop``) against its oracles:
+autograd on the same loss, ``torch.optim.RMSprop`` / SB3's ``RMSpropTFLike`` on the same gradients,
+autograd of the per-step objective and of the KL w.r.t. φ, and ACER trained through either path."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+
+import gymnasium as gym
+import pytest
+import torch
+from test_acer import FakeRun
+
+from algorithms.acer import ACER, ACERConfig
+from algorithms.acer_continuous import ExplicitSDN, SDNet, continuous_terms
+from algorithms.core.distributions import DiagGaussian
+from algorithms.core.explicit import FlatParams, FlatRMSprop
+from algorithms.core.replay import Trajectory
+
+T, B, D, OBS = 5, 3, 2, 4
+
+
+def _nets(hidden=(16, 12), activation="tanh", seed=0):
+    torch.manual_seed(seed)
+    spaces = gym.spaces.Box(-1, 1, (OBS,)), gym.spaces.Box(-1, 1, (D,))
+    net, avg = SDNet(*spaces, hidden, activation), SDNet(*spaces, hidden, activation, -0.5)
+    with torch.no_grad():   # away from the orthogonal init (small heads) so that every term matters
+        for p, q in zip(net.parameters(), avg.parameters()):
+            p.add_(0.4 * torch.randn_like(p))
+            q.copy_(p + 0.1 * torch.randn_like(p))
+    return net, avg
+
+
+def _batch(seed=1) -> Trajectory:
+    """A (T, B) batch with a termination and two time-limit truncations (their final observations)."""
+    g = torch.Generator().manual_seed(seed)
+    terminated, end = torch.zeros(T, B), torch.zeros(T, B)
+    terminated[1, 0] = end[1, 0] = 1.0
+    end[2, 1] = end[3, 2] = 1.0
+    return Trajectory(
+        obs=torch.randn(T + 1, B, OBS, generator=g), actions=torch.randn(T, B, D, generator=g),
+        rewards=torch.randn(T, B, generator=g), terminated=terminated, episode_end=end,
+        stats={"mean": 0.8 * torch.randn(T, B, D, generator=g),
+               "log_std": -0.7 + 0.3 * torch.randn(T, B, D, generator=g)},
+        final_t=torch.tensor([2, 3]), final_b=torch.tensor([1, 2]), final_obs=torch.randn(2, OBS, generator=g))
+
+
+def _cfg(**flags) -> ACERConfig:
+    return dataclasses.replace(ACERConfig(c=1.5, delta=0.3, q_coef=0.7, ent_coef=0.05, sdn_samples=3), **flags)
+
+
+FLAGS = [dict(zip(("truncation", "trust_region", "retrace"), v)) for v in itertools.product([True, False], repeat=3)]
+
+
+@pytest.mark.parametrize("flags", FLAGS, ids=lambda f: "-".join(k for k, v in f.items() if v) or "none")
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_explicit_gradient_equals_autograd(flags, activation):
+    net, avg = _nets(activation=activation)
+    batch, cfg = _batch(), _cfg(**flags)
+    torch.manual_seed(7)       # the terms draw a'_t and the SDN's u_i
+    ref = continuous_terms(net, avg, batch, cfg)
+    ref["loss"].backward()
+    g_ref = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    flat, avg_flat = FlatParams(list(net.parameters())), FlatParams(list(avg.parameters()))
+    flat.grad.fill_(float("nan"))                          # every entry must be written
+    sdn = ExplicitSDN(net, avg, flat, avg_flat)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        out = continuous_terms(net, avg, batch, cfg, sdn)
+        d = out["grads"]
+        sdn.backward(d["mean"], d["log_std"], d["V"], d["A"])
+    # float32 rounding, relative to the gradient's scale (without truncation ρ_t reaches 10⁴ here)
+    torch.testing.assert_close(flat.grad, g_ref, rtol=1e-5, atol=1e-6 * float(g_ref.abs().max()))
+    torch.testing.assert_close(out["loss"], ref["loss"].detach(), rtol=1e-6, atol=1e-6)
+    for key in ("q_ret", "q_opc", "g", "k", "z"):
+        torch.testing.assert_close(out[key], ref[key].detach(), rtol=1e-5, atol=1e-6)
+    if flags["trust_region"]:          # the projection is exercised, else the test would not test z*
+        assert 0 < float(out["diag"]["tr_active_frac"]) < 1
+
+
+@pytest.mark.parametrize("truncation", [True, False])
+def test_g_is_the_gradient_of_the_objective_in_statistics_space(truncation):
+    """g = ∇_φ [ρ̄_t (Q^opc_t − V_t) log f(a_t|φ) + (1 − c/ρ'_t)₊ (Q̃(s_t, a'_t) − V_t) log f(a'_t|φ)
+    + c_e H(f(·|φ))], the closed form against autograd at φ = (μ, log σ) of π(·|s_t)."""
+    net, avg = _nets()
+    batch, cfg = _batch(), _cfg(truncation=truncation)
+    torch.manual_seed(7)
+    out = continuous_terms(net, avg, batch, cfg)
+    with torch.no_grad():
+        obs = batch.obs[:-1].reshape(T * B, OBS)
+        pi = DiagGaussian(net.mean(net.pi_trunk(obs)).view(T, B, D), net.log_std)
+        torch.manual_seed(7)
+        samples = pi.mean + pi.std * torch.randn(1 + cfg.sdn_samples, T, B, D)   # a'_t, u_1..u_n as drawn
+        acts = torch.cat([batch.actions.unsqueeze(0), samples]).view(-1, T * B, D)
+        A = net.advantage(net.critic_features(obs), acts).view(-1, T, B)
+        q_ap_minus_v = A[1] - A[2:].mean(0)                                      # Q̃(s, a'_t) − V(s_t)
+    a_p = samples[0]
+    phi = torch.cat([pi.mean, pi.log_std], -1).requires_grad_(True)
+    f = DiagGaussian(phi[..., :D], phi[..., D:])
+    adv = out["q_opc"] - out["V"]
+    objective = out["weight"] * adv * f.log_prob(batch.actions) + cfg.ent_coef * f.entropy()
+    if truncation:
+        mu = DiagGaussian(batch.stats["mean"], batch.stats["log_std"])
+        rho_p = (pi.log_prob(a_p) - mu.log_prob(a_p)).exp()                      # ρ'_t
+        assert (rho_p > cfg.c).any() and (rho_p < cfg.c).any()
+        objective = objective + (1 - cfg.c / rho_p).clamp(min=0) * q_ap_minus_v * f.log_prob(a_p)
+    want = torch.autograd.grad(objective.sum(), phi)[0]
+    torch.testing.assert_close(out["g"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_k_is_the_autograd_gradient_of_the_kl():
+    p = DiagGaussian(torch.randn(6, D), 0.3 * torch.randn(6, D))
+    phi = torch.cat([torch.randn(6, D), 0.3 * torch.randn(6, D)], -1).requires_grad_(True)
+    q = DiagGaussian(phi[:, :D], phi[:, D:])
+    want = torch.autograd.grad(p.kl(q).sum(), phi)[0]
+    torch.testing.assert_close(torch.cat(p.kl_grad(q.detach()), -1), want)
+
+
+@pytest.mark.parametrize("tf_like", [False, True])
+def test_flat_rmsprop_equals_torch_and_tf_like(tf_like):
+    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+    torch.manual_seed(0)
+    ref = [torch.randn(4, 3, requires_grad=True), torch.randn(5, requires_grad=True)]
+    ours = [p.detach().clone() for p in ref]
+    flat = FlatParams(ours)
+    kw = dict(lr=0.01, alpha=0.99, eps=1e-5)
+    opt = RMSpropTFLike(ref, **kw) if tf_like else torch.optim.RMSprop(ref, **kw)
+    flat_opt = FlatRMSprop(flat, tf_like=tf_like, **kw)
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in ref]
+        for p, g in zip(ref, grads):
+            p.grad = g.clone()
+        torch.cat([g.reshape(-1) for g in grads], out=flat.grad)
+        opt.step()
+        flat_opt.step()
+        torch.testing.assert_close(flat.theta, torch.cat([p.detach().reshape(-1) for p in ref]))
+    state = flat_opt.state_dict()
+    other = FlatRMSprop(FlatParams([p.clone() for p in ours]), tf_like=tf_like, **kw)
+    other.load_state_dict(state)
+    assert torch.equal(other.square_avg, flat_opt.square_avg)
+    with pytest.raises(ValueError):
+        FlatRMSprop(FlatParams([p.clone() for p in ours]), tf_like=not tf_like, **kw).load_state_dict(state)
+
+
+def test_acer_trains_the_same_through_either_path():
+    """Three updates of ACER (Pendulum-v1) through ``explicit_update`` and through autograd + torch's
+    RMSprop + per-tensor averaging, from the same weights and batches: θ and θ_avg agree."""
+    cfg = ACERConfig(replay_start=80, c=5, alpha=0.9)
+    ours = ACER(cfg, FakeRun("Pendulum-v1", 2000))
+    assert ours.explicit
+    torch.manual_seed(0)
+    with torch.no_grad():
+        ours.flat.theta.add_(0.3 * torch.randn_like(ours.flat.theta))
+        ours.avg_flat.theta.copy_(ours.flat.theta + 0.1 * torch.randn_like(ours.flat.theta))
+    ref = copy.copy(ours)
+    ref.net, ref.avg_net = copy.deepcopy(ours.net), copy.deepcopy(ours.avg_net)
+    ref.params, ref.avg_params = list(ref.net.parameters()), list(ref.avg_net.parameters())
+    ref.explicit = False
+    ref.opt = torch.optim.RMSprop(ref.params, cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps)
+    for i in range(3):
+        batch = ours.collect()[0]
+        torch.manual_seed(i)
+        d_ours = ours.update(batch)
+        torch.manual_seed(i)
+        d_ref = ref.update(batch)
+        for key in ("q_loss", "tr_effect", "grad_norm", "kl_avg"):
+            torch.testing.assert_close(d_ours[key], d_ref[key], rtol=1e-5, atol=1e-6)
+    for a, b in itertools.chain(zip(ours.net.parameters(), ref.net.parameters()),
+                                zip(ours.avg_net.parameters(), ref.avg_net.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    ours.flat.check()
+    ours.avg_flat.check()
