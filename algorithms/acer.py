@@ -59,6 +59,7 @@ from algorithms.base import Algorithm, BaseConfig, ConfigError
 from algorithms.core.acer_ops import TermsConfig, average_, next_values, retrace, softmax_tangent, tr_diagnostics
 from algorithms.core.distributions import Categorical
 from algorithms.core.explicit import FlatParams, FlatRMSprop
+from algorithms.core.fast import NumpyActor, torch_seed_for_numpy
 from algorithms.core.nets import make_trunk, ortho_init
 from algorithms.core.replay import ReplayMemory, Trajectory
 
@@ -242,6 +243,7 @@ class ACER(Algorithm):
         if self.explicit:
             self.flat, self.avg_flat = FlatParams(self.params), FlatParams(self.avg_params)
             self.sdn = ExplicitSDN(self.net, self.avg_net, self.flat, self.avg_flat)
+            self.actor = NumpyActor(None, 0, trunk=self.net.pi_trunk, head=self.net.mean, log_std=self.net.log_std)
             self.opt = FlatRMSprop(self.flat, cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps,
                                    tf_like=cfg.rmsprop_tf_like)
         elif cfg.rmsprop_tf_like:
@@ -297,18 +299,30 @@ class ACER(Algorithm):
         term, end = np.empty((T, N), bool), np.empty((T, N), bool)
         stats = {k: np.empty((T, N, *shape), np.float32) for k, shape in self.stat_shapes.items()}
         finals: list[tuple[int, int, np.ndarray]] = []
+        if self.explicit:    # MLP: actions from the NumPy actor, μ's statistics in one torch forward after
+            self.actor.refresh()
+            self.actor.rng = np.random.default_rng(torch_seed_for_numpy())   # the torch RNG fixes the stream
+            noise, acted = self.actor.noise(T, N), np.empty((T, *env.obs.shape), np.float32)
         for t in range(T):
             obs[t] = env.raw_obs
-            dist = self.net.dist(torch.from_numpy(env.obs).to(self.run.device))
-            a = dist.sample().cpu().numpy()
+            if self.explicit:
+                acted[t] = env.obs
+                a = self.actor.sample(acted[t], noise[t])
+            else:
+                dist = self.net.dist(torch.from_numpy(env.obs).to(self.run.device))
+                a = dist.sample().cpu().numpy()
+                for k, v in self._stats(dist).items():
+                    stats[k][t] = v
             actions[t] = a
-            for k, v in self._stats(dist).items():
-                stats[k][t] = v
             _, _, te, tr = env.step(a if self.discrete else np.clip(a, self.low, self.high))
             rewards[t], term[t], end[t] = env.raw_rewards, te, te | tr
             for i in np.flatnonzero(tr & ~te):
                 finals.append((t, int(i), env.raw_final_obs[i].astype(dtype)))
         obs[T] = env.raw_obs
+        if self.explicit:
+            dist = self.net.dist(torch.from_numpy(acted.reshape(T * N, -1)).to(self.run.device))
+            for k, v in self._stats(dist).items():
+                stats[k][:] = v.reshape(stats[k].shape)
         fin = (np.array([f[0] for f in finals], np.int64), np.array([f[1] for f in finals], np.int64),
                np.stack([f[2] for f in finals]) if finals else np.zeros((0, *first.shape[1:]), dtype))
         arrays = dict(obs=obs, actions=actions, rewards=rewards, terminated=term, episode_end=end,

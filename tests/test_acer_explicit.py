@@ -172,3 +172,20 @@ def test_acer_trains_the_same_through_either_path():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     ours.flat.check()
     ours.avg_flat.check()
+
+
+def test_numpy_actor_collects_from_pi_and_records_its_statistics():
+    """Continuous ACER on an MLP acts with the NumPy copy of π; the behaviour statistics μ it stores are
+    the torch network's own at the states acted on, and the actions are draws from N(μ, σ²)."""
+    run = FakeRun("Pendulum-v1", 2000)
+    algo = ACER(ACERConfig(n_envs=4, n_steps=200, norm_obs=False), run)
+    with torch.no_grad():
+        algo.net.log_std.fill_(-0.4)
+        algo.flat.theta.add_(0.2 * torch.randn_like(algo.flat.theta))
+    batch, _ = algo.collect()                    # without observation normalisation, batch.obs is what π saw
+    with torch.no_grad():
+        dist = algo.net.dist(batch.obs[:-1].reshape(-1, 3))
+    torch.testing.assert_close(batch.stats["mean"].reshape(-1, 1), dist.mean)
+    torch.testing.assert_close(batch.stats["log_std"].reshape(-1, 1), dist.log_std)
+    z = ((batch.actions.reshape(-1, 1) - dist.mean) / dist.std).flatten()
+    assert abs(float(z.mean())) < 0.15 and abs(float(z.std()) - 1) < 0.1    # 800 draws: about ±4 s.e.

@@ -28,10 +28,16 @@ def _numpy_layers(linears: list[tuple[nn.Linear, str]]) -> list[tuple[np.ndarray
 
 
 class NumpyActor:
-    """π_θ(·|s) in NumPy, for sampling actions only."""
+    """π_θ(·|s) in NumPy, for sampling actions only: an ``ActorCritic``'s actor, or any MLP ``trunk``
+    followed by a linear ``head`` with a state-independent ``log_std`` (None: categorical logits)."""
 
-    def __init__(self, policy: ActorCritic, seed: int) -> None:
+    def __init__(self, policy: ActorCritic | None, seed: int, *, trunk: nn.Module | None = None,
+                 head: nn.Linear | None = None, log_std: torch.Tensor | None = None) -> None:
         self.policy = policy
+        if policy is not None:
+            trunk, head = policy.pi_trunk, policy.pi.linear
+            log_std = None if policy.pi.discrete else policy.pi.log_std
+        self.trunk, self.head, self.log_std = trunk, head, log_std
         self.rng = np.random.default_rng(seed)
         self.refresh()
 
@@ -41,10 +47,10 @@ class NumpyActor:
 
     def refresh(self) -> None:
         """Copy the current torch weights (call after every update)."""
-        self.layers = _numpy_layers(linear_stack(self.policy.pi_trunk) + [(self.policy.pi.linear, "id")])
-        self.discrete = self.policy.pi.discrete
+        self.layers = _numpy_layers(linear_stack(self.trunk) + [(self.head, "id")])
+        self.discrete = self.log_std is None
         if not self.discrete:
-            self.std = np.exp(self.policy.pi.log_std.detach().cpu().numpy()).astype(np.float32)
+            self.std = np.exp(self.log_std.detach().cpu().numpy()).astype(np.float32)
 
     def statistics(self, obs: np.ndarray) -> np.ndarray:
         x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
