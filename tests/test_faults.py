@@ -27,6 +27,8 @@ SMALL = {
     "ppo": ("Pendulum-v1", 8192, ["n_envs=2", "n_steps=64", "batch_size=64", "n_epochs=2"]),
     # ACER with replay from early on (the replay memory and its sampling RNG in the checkpoint)
     "acer": ("CartPole-v1", 6000, ["replay_start=400", "replay_ratio=2"]),
+    # continuous ACER: the written-out update on flat θ/θ_avg, flat RMSProp, the NumPy actor's stream
+    "acer@Pendulum-v1": ("Pendulum-v1", 4000, ["replay_start=400", "replay_ratio=2", "norm_obs=true"]),
     # ACKTR: Kronecker factors (running averages) and the momentum buffer in the checkpoint
     "acktr": ("Pendulum-v1", 6000, ["n_envs=2", "n_steps=64"]),
 }
@@ -61,7 +63,7 @@ def report_faults():
 
 def run_cmd(algo: str, out: Path) -> list[str]:
     env_id, steps, sets = SMALL[algo]
-    return [sys.executable, "-m", "experiments.run", "--algo", algo, "--env", env_id, "--seed", "3", "--steps",
+    return [sys.executable, "-m", "experiments.run", "--algo", algo.split("@")[0], "--env", env_id, "--seed", "3", "--steps",
             str(steps), "--out", str(out), "--no-progress", "--checkpoint-secs", "0",
             *[a for s in sets for a in ("--set", s)]]
 
