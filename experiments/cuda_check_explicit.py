@@ -1,5 +1,6 @@
 """Explicit backprop (core/explicit.py) on CUDA against autograd and torch.optim.Adam on the same device,
-and against the CPU: PPO's minibatch gradient, NPG's g and F·v, FlatAdam's step. Prints JSON; exit 1 if a
+and against the CPU: PPO's minibatch gradient, NPG's g and F·v, FlatAdam's step; continuous ACER's
+written-out update (``ExplicitSDN``: the gradient of its loss, FlatRMSprop's step). Prints JSON; exit 1 if a
 relative difference is ≥ 1e-4. Standalone and light (torch, numpy, gymnasium and its three small
 dependencies only), so it runs on the lent GPU machine when the full ``experiments.cuda_check``
 bundle does not fit beside the tracked tree (2026-11-26: 61.5 MB tracked + 28 MiB of wheels > 64 MiB):
@@ -8,18 +9,24 @@ bundle does not fit beside the tracked tree (2026-11-26: 61.5 MB tracked + 28 Mi
     python3 -m pip install -q --no-index --no-deps --target /tmp/site DIR/*.whl
     PYTHONPATH=/tmp/site:. python3 -m experiments.cuda_check_explicit
 
-Without CUDA it compares the CPU with itself (a smoke test of the script). Result of 2026-11-26 on an
-H200, torch 2.11.0+cu130: results/device/explicit_cuda_check.json (made by this script before its
-tidy-up into functions: the same computations and thresholds)."""
+Without CUDA it compares the CPU with itself (a smoke test of the script; ``tests/test_cuda_check.py``).
+Result of 2026-11-27 on an H200, torch 2.11.0+cu130, at the commit after ``332d0de``:
+results/device/explicit_cuda_check.json (every relative difference < 1.1e-6; ACER's explicit gradient
+against autograd 2.0e-7 on the device, CUDA against CPU 1.1e-6). The tracked tree had grown past the
+device's 64 MiB transfer limit (64.3 MiB), so ``results/snapshot/replication/runs`` was moved aside
+for that one call. The first result, of 2026-11-26 (PPO and NPG only), was of the same size (all < 8e-7)."""
 import json
 import sys
 
 import gymnasium as gym
 import torch
 
-from algorithms.core.explicit import FlatAdam
+from algorithms.acer import ACERConfig
+from algorithms.acer_continuous import ExplicitSDN, SDNet, continuous_terms
+from algorithms.core.explicit import FlatAdam, FlatParams, FlatRMSprop
 from algorithms.core.fisher import flat_grad, kl_hessian_fvp
 from algorithms.core.nets import ActorCritic
+from algorithms.core.replay import Trajectory
 from algorithms.ppo import PPO, PPOConfig
 from algorithms.trpo import NPG, NPGConfig
 
@@ -90,6 +97,61 @@ def one_device(space: gym.Space, dev: str) -> tuple[dict[str, float], dict[str, 
     return numbers, {"g_exp": g_exp, "theta": ppo.flat.theta.clone(), "g": g, "Fv": Fv_v}
 
 
+def acer_one_device(dev: str) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """One continuous ACER update on a (20, 4) batch with terminations and truncations: the explicit
+    gradient against autograd on ``loss``, and FlatRMSprop's step against torch.optim.RMSprop. The SDN's
+    action samples are drawn on the CPU and moved, so that every device sees the same numbers."""
+    T, B, D = 20, 4, 3
+    torch.manual_seed(0)
+    spaces = OBS, SPACES["continuous"]
+    net, avg = SDNet(*spaces, (64, 64), "tanh"), SDNet(*spaces, (64, 64), "tanh", -0.5)
+    with torch.no_grad():
+        for p, q in zip(net.parameters(), avg.parameters()):
+            p.add_(0.3 * torch.randn_like(p))
+            q.copy_(p + 0.05 * torch.randn_like(p))
+    net, avg = net.to(dev), avg.to(dev)
+    g = torch.Generator().manual_seed(2)
+    term, end = (torch.rand(T, B, generator=g) < 0.05).float(), (torch.rand(T, B, generator=g) < 0.1).float()
+    end = torch.maximum(end, term)
+    batch = Trajectory(obs=torch.randn(T + 1, B, 11, generator=g), actions=torch.randn(T, B, D, generator=g),
+                       rewards=torch.randn(T, B, generator=g), terminated=term, episode_end=end,
+                       stats={"mean": 0.5 * torch.randn(T, B, D, generator=g),
+                              "log_std": -0.5 + 0.2 * torch.randn(T, B, D, generator=g)},
+                       final_t=torch.tensor([3, 11]), final_b=torch.tensor([0, 2]),
+                       final_obs=torch.randn(2, 11, generator=g)).to(torch.device(dev))
+    cfg = ACERConfig(c=5.0, delta=0.3)
+    draws = torch.randn(1 + cfg.sdn_samples, T, B, D, generator=torch.Generator().manual_seed(5))
+    randn = torch.randn
+
+    def cpu_draws(*shape, device=None, **kw):   # the SDN's a'_t, u_i: the same numbers on every device
+        return draws.to(device) if tuple(shape) == tuple(draws.shape) else randn(*shape, device=device, **kw)
+
+    torch.randn = cpu_draws
+    try:
+        ref = continuous_terms(net, avg, batch, cfg)
+        ref["loss"].backward()
+        g_auto = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+        flat = FlatParams(list(net.parameters()))
+        sdn = ExplicitSDN(net, avg, flat, FlatParams(list(avg.parameters())))
+        with torch.no_grad():
+            out = continuous_terms(net, avg, batch, cfg, sdn)
+            d = out["grads"]
+            sdn.backward(d["mean"], d["log_std"], d["V"], d["A"])
+    finally:
+        torch.randn = randn
+    g_exp = flat.grad.clone()
+    shadow = [p.detach().clone().requires_grad_(True) for p in net.parameters()]
+    for p, gv in zip(shadow, flat.views(g_exp)):
+        p.grad = gv.clone()
+    torch.optim.RMSprop(shadow, lr=7e-4, alpha=0.99, eps=1e-5).step()
+    FlatRMSprop(flat, 7e-4, alpha=0.99, eps=1e-5).step()
+    theta_ref = torch.cat([p.detach().reshape(-1) for p in shadow])
+    numbers = {"acer_explicit_vs_autograd": rel(g_auto, g_exp),
+               "flat_rmsprop_vs_torch_rmsprop": rel(theta_ref, flat.theta),
+               "acer_z_vs_autograd_terms": rel(ref["z"].detach(), out["z"])}
+    return numbers, {"g_exp": g_exp, "theta": flat.theta.clone(), "q_ret": out["q_ret"], "z": out["z"]}
+
+
 def main() -> int:
     gpu = "cuda" if torch.cuda.is_available() else "cpu"
     out: dict = {"device": torch.cuda.get_device_name(0) if gpu == "cuda" else "cpu only", "torch": torch.__version__}
@@ -98,6 +160,10 @@ def main() -> int:
         for dev in ("cpu", gpu):
             out[f"{kind}_{dev}"], tensors[dev] = one_device(space, dev)
         out[f"{kind}_{gpu}_vs_cpu"] = {k: rel(tensors["cpu"][k], tensors[gpu][k]) for k in tensors["cpu"]}
+    tensors = {}
+    for dev in ("cpu", gpu):
+        out[f"acer_{dev}"], tensors[dev] = acer_one_device(dev)
+    out[f"acer_{gpu}_vs_cpu"] = {k: rel(tensors["cpu"][k], tensors[gpu][k]) for k in tensors["cpu"]}
     bad = [f"{k}.{m}" for k, d in out.items() if isinstance(d, dict) for m, x in d.items() if not x < 1e-4]
     out.update(passed=not bad, failed=bad)
     print(json.dumps(out, indent=1))
