@@ -63,8 +63,8 @@ def report_faults():
 
 def run_cmd(algo: str, out: Path) -> list[str]:
     env_id, steps, sets = SMALL[algo]
-    return [sys.executable, "-m", "experiments.run", "--algo", algo.split("@")[0], "--env", env_id, "--seed", "3", "--steps",
-            str(steps), "--out", str(out), "--no-progress", "--checkpoint-secs", "0",
+    return [sys.executable, "-m", "experiments.run", "--algo", algo.split("@")[0], "--env", env_id, "--seed", "3",
+            "--steps", str(steps), "--out", str(out), "--no-progress", "--checkpoint-secs", "0",
             *[a for s in sets for a in ("--set", s)]]
 
 

@@ -207,8 +207,10 @@ def test_one_trpo_update_equals_sb3_contribs(env_id, trained, tmp_path):
     assert r["orders"][0] == r["orders"][1] > 1      # every critic epoch took its order from SB3's
     assert ours["step_accepted"] == 1 and ref["line_search_success"] == 1
     # float32 autograd v our explicit backward: ≤ 1e-6 on Hopper-v5 and Pendulum-v1, 1.9e-5 on CartPole-v1 (λ = 0.001
-    # conditions CG the worst); a real difference is ≥ 1e-3 (the as-shipped step: 0.02)
-    assert r["actor"] < 1e-4, r
+    # conditions CG the worst) on an Intel Xeon; on an AMD EPYC at one thread Pendulum-v1's CG stalls at a
+    # residual of 6e-6 (4e-7 at two threads) and the actors differ by 1.05e-4. A real difference is ≥ 1e-3
+    # (the as-shipped step: 0.02; a neighbouring line-search step: 0.07)
+    assert r["actor"] < 5e-4, r
     assert r["critic"] < 1e-5, r           # measured: 0 (bit-identical) here
     assert ours["value_loss"] == pytest.approx(ref["value_loss"], rel=1e-6)
     assert ours["surrogate_after"] == pytest.approx(ref["policy_objective"], rel=1e-4, abs=1e-7)
@@ -285,8 +287,11 @@ def test_one_trpo_update_that_backtracks_equals_sb3_contribs(tmp_path):
     r = one_update_each("Pendulum-v1", tmp_path, both={"target_kl": 0.1})
     ours, ref = r["ours"], r["ref"]
     assert ours["line_search_steps"] > 1 and ours["step_accepted"] == 1 and ref["line_search_success"] == 1
-    assert r["actor"] < 1e-4, r               # measured 1.7e-6; a neighbouring k moves θ by ≈ 0.07 in norm
-    assert ours["surrogate_after"] == pytest.approx(ref["policy_objective"], rel=1e-4, abs=1e-7)
+    # measured 1.7e-6 (Intel Xeon), 2.1e-4 (AMD EPYC, one thread: float32 CG, as above); a neighbouring k
+    # moves θ by ≈ 0.07 in norm
+    assert r["actor"] < 5e-4, r
+    # 4.8e-4 apart on the AMD EPYC with θ 2.1e-4 apart; a neighbouring k (α = 0.8) moves it by ~20 %
+    assert ours["surrogate_after"] == pytest.approx(ref["policy_objective"], rel=2e-3, abs=1e-7)
 
 
 @pytest.mark.parametrize("algo", ["trpo", "ppo"])
@@ -314,7 +319,11 @@ def test_rollouts_equal_sb3s_collect_rollouts(env_id, tmp_path, monkeypatch):
     ``compute_returns_and_advantage``), from the same weights, the same sub-env seeds and the same
     standard-normal draws ε (a = μ + σε), over three consecutive rollouts. Hopper-v5 (zoo settings:
     obs and reward normalisation) ends episodes by termination, Pendulum-v1 only by truncation.
-    Measured: ≤ 1e-6 everywhere on Hopper-v5; advantages 1.5e-5 on a scale of 67 on Pendulum-v1."""
+    Measured: ≤ 1e-6 everywhere on Hopper-v5; advantages 1.5e-5 on a scale of 67 on Pendulum-v1 (Intel
+    Xeon). On an AMD EPYC at one thread the NumPy actor's and torch's float32 rounding, amplified by
+    Pendulum-v1's dynamics over 200-step episodes, reach 2.1e-4 in observations (scale 8) by the third
+    rollout, so Pendulum-v1 is held to 1e-4 of the scale; a dropped action clip or return reset moves them
+    by ≥ 0.1."""
     from stable_baselines3.common.callbacks import CallbackList
 
     spec = dataclasses.replace(CATALOG.get(env_id), eval_episodes=1)
@@ -347,7 +356,8 @@ def test_rollouts_equal_sb3s_collect_rollouts(env_id, tmp_path, monkeypatch):
                 theirs = getattr(rb, "observations" if k == "obs" else k)
                 x = x.numpy().reshape(theirs.shape)
                 scale = max(1.0, float(np.abs(theirs).max()))
-                assert np.abs(x - theirs).max() <= 1e-5 * scale, (env_id, r, k, np.abs(x - theirs).max())
+                tol = 1e-5 if env_id == "Hopper-v5" else 1e-4
+                assert np.abs(x - theirs).max() <= tol * scale, (env_id, r, k, np.abs(x - theirs).max())
             np.testing.assert_array_equal(starts, rb.episode_starts)
             if cfg.norm_obs:
                 np.testing.assert_allclose(env.obs_rms.mean, m.env.obs_rms.mean, rtol=1e-6, atol=1e-8)
