@@ -19,6 +19,12 @@ with ρ_i = f(a_i|φ(s_i)) / μ(a_i|s_i) and d the action dimension. Per step th
 projected by the trust region (z* = g − max(0, (kᵀg − δ)/‖k‖²) k, k = ∇_φ KL(f(·|φ_avg) ‖ f(·|φ))).
 The critic minimises ½ (Q^ret_t − Q̃(s_t, a_t))² + ½ (V^target_t − V(s_t))², with
 V^target_t = min(1, ρ_t) (Q^ret_t − Q̃(s_t, a_t)) + V(s_t) (the paper's extra V gradient).
+
+g and k are closed forms in φ: ∇_μ log f(a|φ) = (a − μ)/σ², ∇_log σ log f(a|φ) = ((a − μ)/σ)² − 1,
+∇_log σ H = 1, and k = ((μ − μ_avg)/σ², 1 − (σ_avg² + (μ − μ_avg)²)/σ²). The network is evaluated
+by ``ModuleSDN`` (autograd through ``loss``; any trunk) or, for MLP trunks, by ``ExplicitSDN``, which
+takes ``grads`` — the loss's gradients w.r.t. μ, log σ, V and A, also in closed form — back through
+the layers by hand (``core/explicit.py``; tested against the autograd path).
 """
 
 from __future__ import annotations
