@@ -28,7 +28,7 @@ import torch
 from algorithms.base import ConfigError
 from experiments.envs import load_catalog, make_env
 from experiments.io import write_csv_atomic
-from experiments.runner import RunContext, git_commit, resolve_hyperparams, seed_everything
+from experiments.runner import RunContext, git_commit, machine_info, resolve_hyperparams, seed_everything
 
 SAME = {"norm_obs": False, "norm_reward": False}
 SB3_TRPO = {"n_envs": 1, "n_steps": 2048, "batch_size": 128, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95,
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                         {"env": env_id, "algo": "random actions (raw env)", "steps_per_s": med,
                          "steps_per_s_range": rng, "repeats": len(raws)})
     meta = f"# steps={a.steps} repeats={a.repeats} torch_threads=1 cpu_count={os.cpu_count()} " \
-           f"machine={platform.machine()} processor={platform.processor() or '?'} " \
+           f"machine={platform.machine()} cpu={machine_info()['cpu'].replace(' ', '_') or '?'} " \
            f"python={platform.python_version()} torch={torch.__version__} commit={git_commit()} " \
            f"date={time.strftime('%Y-%m-%d')}"
     write_csv_atomic(a.out, rows, COLS)

@@ -6,6 +6,7 @@ import csv
 import pytest
 
 from experiments import bench
+from experiments.runner import machine_info
 
 
 def test_summarise_takes_medians_of_paired_ratios_and_checks_goals():
@@ -31,7 +32,8 @@ def test_bench_writes_its_table(tmp_path):
     assert [r["algo"] for r in rows] == ["random actions (raw env)", "trpo"]
     assert rows[1]["reference"] == "sb3-trpo" and rows[1]["repeats"] == "2" and rows[1]["met"] in ("True", "False")
     assert float(rows[1]["ratio"]) > 0 and float(rows[0]["steps_per_s"]) > 0
-    assert "repeats=2" in out.with_suffix(".meta").read_text()
+    meta = out.with_suffix(".meta").read_text()
+    assert "repeats=2" in meta and f"cpu={machine_info()['cpu'].replace(' ', '_')}" in meta   # ratios are per CPU
 
 
 def test_bench_refuses_zero_repeats(tmp_path):
