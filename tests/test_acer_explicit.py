@@ -79,6 +79,24 @@ def test_explicit_gradient_equals_autograd(flags, activation):
         assert 0 < float(out["diag"]["tr_active_frac"]) < 1
 
 
+@pytest.mark.parametrize("hidden", [(), (8,), (16, 12, 10)])
+def test_explicit_gradient_any_depth(hidden):
+    """No hidden layer (the trunks are the identity, A's input is [s; a]) to three."""
+    net, avg = _nets(hidden=hidden)
+    batch, cfg = _batch(), _cfg()
+    torch.manual_seed(7)
+    continuous_terms(net, avg, batch, cfg)["loss"].backward()
+    g_ref = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    flat, avg_flat = FlatParams(list(net.parameters())), FlatParams(list(avg.parameters()))
+    flat.grad.fill_(float("nan"))
+    sdn = ExplicitSDN(net, avg, flat, avg_flat)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        d = continuous_terms(net, avg, batch, cfg, sdn)["grads"]
+        sdn.backward(d["mean"], d["log_std"], d["V"], d["A"])
+    torch.testing.assert_close(flat.grad, g_ref, rtol=1e-5, atol=1e-6 * float(g_ref.abs().max()))
+
+
 @pytest.mark.parametrize("truncation", [True, False])
 def test_g_is_the_gradient_of_the_objective_in_statistics_space(truncation):
     """g = ∇_φ [ρ̄_t (Q^opc_t − V_t) log f(a_t|φ) + (1 − c/ρ'_t)₊ (Q̃(s_t, a'_t) − V_t) log f(a'_t|φ)
