@@ -271,6 +271,10 @@ class ACER(Algorithm):
                 "memory": self.memory.state_dict() if self.memory is not None else None}
 
     def load_state_dict(self, s: dict) -> None:
+        if self.explicit and "square_avg" not in s["opt"]:
+            raise ConfigError("this checkpoint was written before continuous ACER's written-out update "
+                              "(2026-11-27: torch's RMSprop state, torch-sampled actions); resuming would mix two "
+                              "versions of the code. Delete it (restart from step 0) or use another --out.")
         self.net.load_state_dict(s["net"])
         self.avg_net.load_state_dict(s["avg_net"])
         self.opt.load_state_dict(s["opt"])
