@@ -221,11 +221,11 @@ def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: TermsConfig
         rho_p = (logp_ap - mu.log_prob(a_p)).exp()  # ρ'_t
         bc_w = (1.0 - cfg.c / rho_p).clamp(min=0.0) * (q_ap.detach() - Vd)
         bc = bc_w * logp_ap
-        g_mean = (weight * adv).unsqueeze(-1) * score_a[0] + bc_w.unsqueeze(-1) * score_ap[0]
-        g_log_std = (weight * adv).unsqueeze(-1) * score_a[1] + bc_w.unsqueeze(-1) * score_ap[1]
     else:
         weight, bc = rho, torch.zeros_like(rho)
-        g_mean, g_log_std = (weight * adv).unsqueeze(-1) * score_a[0], (weight * adv).unsqueeze(-1) * score_a[1]
+    g_mean, g_log_std = ((weight * adv).unsqueeze(-1) * s for s in score_a)
+    if cfg.truncation:   # + the bias correction's (1 − c/ρ'_t)₊ (Q̃(s_t, a'_t) − V(s_t)) ∇_φ log f(a'_t|φ)
+        g_mean, g_log_std = g_mean + bc_w.unsqueeze(-1) * score_ap[0], g_log_std + bc_w.unsqueeze(-1) * score_ap[1]
     pg = weight * adv * logp_a + bc
     entropy = pi_d.entropy()
     g = torch.cat([g_mean, g_log_std + cfg.ent_coef], -1)   # ∇_log σ H = 1
