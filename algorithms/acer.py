@@ -361,9 +361,7 @@ class ACER(Algorithm):
         """``update`` for continuous actions on MLPs: the same terms, the gradients of the loss w.r.t.
         (μ, log σ, V, A) taken back through the network by ``ExplicitSDN``, then clipping, RMSProp
         and θ_avg ← α θ_avg + (1 − α) θ on the flat vectors. Tested against ``update``'s autograd."""
-        out = continuous_terms(self.net, self.avg_net, batch.to(self.run.device), self.cfg, self.sdn)
-        d = out["grads"]
-        self.sdn.backward(d["mean"], d["log_std"], d["V"], d["A"])
+        out = self.sdn.gradient(batch.to(self.run.device), self.cfg)
         grad_norm = self.flat.clip_grad_norm(self.cfg.max_grad_norm)
         self.opt.step()
         self.avg_flat.theta.lerp_(self.flat.theta, 1.0 - self.cfg.alpha)

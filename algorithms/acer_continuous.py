@@ -120,7 +120,7 @@ class ExplicitSDN:
     """
 
     def __init__(self, net: SDNet, avg: SDNet, flat: explicit.FlatParams, avg_flat: explicit.FlatParams) -> None:
-        self.flat = flat
+        self.net, self.avg, self.flat = net, avg, flat
         self.pi = explicit.layers(net.pi_trunk, net.mean, flat)
         self.v_trunk = explicit.layers(net.v_trunk, None, flat)
         self.v = explicit.layers(nn.Sequential(), net.v, flat)
@@ -154,6 +154,14 @@ class ExplicitSDN:
         z = torch.addmm(L1.b, self.h_v[-1][:M], self.W_h.t())                 # h_v W_hᵀ + b₁, once per state
         self.u = explicit.activate_((self.a @ self.W_a.t()).view(K, M, -1).add_(z), L1.act).view(K * M, -1)
         return torch.addmm(L2.b, self.u, L2.Wt).view(K, M)
+
+    @torch.no_grad()
+    def gradient(self, batch: Trajectory, cfg: TermsConfig) -> dict:
+        """``continuous_terms`` of ``batch`` with ∇_θ loss written into ``flat.grad``; returns the terms."""
+        out = continuous_terms(self.net, self.avg, batch, cfg, self)
+        d = out["grads"]
+        self.backward(d["mean"], d["log_std"], d["V"], d["A"])
+        return out
 
     def backward(self, d_mean: torch.Tensor, d_log_std: torch.Tensor, d_V: torch.Tensor, d_A: torch.Tensor) -> None:
         """∂L/∂μ (M, D), ∂L/∂log σ (D,), ∂L/∂V (M,) for the first M rows, ∂L/∂A (K, M) → ∂L/∂θ."""

@@ -133,10 +133,7 @@ def acer_one_device(dev: str) -> tuple[dict[str, float], dict[str, torch.Tensor]
         g_auto = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
         flat = FlatParams(list(net.parameters()))
         sdn = ExplicitSDN(net, avg, flat, FlatParams(list(avg.parameters())))
-        with torch.no_grad():
-            out = continuous_terms(net, avg, batch, cfg, sdn)
-            d = out["grads"]
-            sdn.backward(d["mean"], d["log_std"], d["V"], d["A"])
+        out = sdn.gradient(batch, cfg)
     finally:
         torch.randn = randn
     g_exp = flat.grad.clone()
