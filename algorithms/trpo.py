@@ -231,24 +231,26 @@ class NPG(OnPolicyActorCritic):
         """``n_critic_updates`` epochs of minibatch MSE on R_t; returns the mean loss.
         ∂/∂V_t of (1/B) Σ_t (V_t − R_t)² is (2/B)(V_t − R_t), back-propagated explicitly for MLPs."""
         cfg, pi, flat, net = self.cfg, self.policy, self.critic_flat, self.critic_net
-        n, losses = obs.shape[0], []
+        n, B, losses = obs.shape[0], cfg.batch_size, []
         flat.check()
         for _ in range(cfg.n_critic_updates):
             perm = torch.randperm(n).to(obs.device)   # drawn on the host: the same stream on any device
-            for start in range(0, n, cfg.batch_size):
-                idx = perm[start:start + cfg.batch_size]
-                o, r = obs[idx], returns[idx]
+            # one gather per epoch; the minibatches are its contiguous slices (the same rows, in the same order)
+            obs_e, ret_e = obs[perm], returns[perm].unsqueeze(-1)
+            for start in range(0, n, B):
+                o, r = obs_e[start:start + B], ret_e[start:start + B]
                 if net is not None:
                     with torch.no_grad():
                         h = explicit.forward(net, o)
-                        err = h[-1].squeeze(-1) - r                  # V_t − R_t
+                        err = h[-1] - r                               # V_t − R_t, B × 1
                         loss = err.square().mean()
-                        explicit.backward(net, h, err.mul(2.0 / len(r)).unsqueeze(-1))
+                        explicit.backward(net, h, err.mul(2.0 / len(r)))
                 else:
-                    loss = (pi.value(o) - r).pow(2).mean()
+                    loss = (pi.value(o) - r.squeeze(-1)).pow(2).mean()
                     flat.autograd(loss)
+                    loss = loss.detach()
                 self.critic_opt.step()
-                losses.append(loss.detach())
+                losses.append(loss)
         return float(torch.stack(losses).mean())
 
     def learn(self) -> None:

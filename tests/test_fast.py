@@ -82,3 +82,21 @@ def test_batch_mean_var_is_numpys_to_the_bit(shape):
         assert np.asarray(m).dtype == x.mean(0).dtype and np.ndim(v) == np.ndim(x.var(0))
     x32 = rng.normal(size=shape).astype(np.float32)                      # other dtypes: numpy's own
     assert all(np.array_equal(a, b) for a, b in zip(batch_mean_var(x32), (x32.mean(0), x32.var(0))))
+
+
+def test_categorical_sample_is_the_plain_inverse_cdf_to_the_bit():
+    """The sampler's ufunc form against the plain inverse CDF, a = #{k : c_k < u·c_K} with
+    c = cumsum(exp(φ − max φ)): the same action for every (φ, u), ties and extreme logits included."""
+    pi = ActorCritic(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2))
+    actor = NumpyActor(pi, 0)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, k = rng.integers(1, 9), rng.integers(1, 7)
+        phi = (rng.standard_normal((n, k)) * rng.choice([1e-3, 1.0, 40.0])).astype(np.float32)
+        phi[rng.random((n, k)) < 0.2] = phi.max()                       # ties
+        u = np.concatenate([rng.random((n - 1, 1)), [[np.nextafter(1.0, 0.0)]]])   # and u just below 1
+        actor.statistics = lambda obs, phi=phi: phi
+        c = np.cumsum(np.exp(phi - phi.max(1, keepdims=True)), 1)
+        expected = np.minimum((c < u * c[:, -1:]).sum(1), k - 1)
+        a = actor.sample(np.zeros((n, 1), np.float32), u)
+        assert a.dtype == expected.dtype and np.array_equal(a, expected)

@@ -75,9 +75,11 @@ class NumpyActor:
         phi = self.statistics(obs)
         if noise is None:
             noise = self.noise(len(phi))
-        if self.discrete:   # inverse-CDF sampling from softmax(φ)
-            c = np.cumsum(np.exp(phi - phi.max(1, keepdims=True)), 1)
-            return np.minimum((c < noise * c[:, -1:]).sum(1), phi.shape[1] - 1)
+        if self.discrete:   # inverse-CDF sampling from softmax(φ): a = #{k : c_k < u·c_K}
+            # the ufuncs' own reduce/accumulate: the same arithmetic as .max, np.cumsum and .sum
+            # without their Python wrappers (1.4 of 6.6 µs per step: tests/test_fast.py checks the bits)
+            c = np.add.accumulate(np.exp(phi - np.maximum.reduce(phi, axis=1, keepdims=True)), axis=1)
+            return np.minimum(np.add.reduce(c < noise * c[:, -1:], axis=1), phi.shape[1] - 1)
         return phi + self.std * noise
 
 
