@@ -243,7 +243,7 @@ class ACER(Algorithm):
         if self.explicit:
             self.flat, self.avg_flat = FlatParams(self.params), FlatParams(self.avg_params)
             self.sdn = ExplicitSDN(self.net, self.avg_net, self.flat, self.avg_flat)
-            self.actor = NumpyActor(None, 0, trunk=self.net.pi_trunk, head=self.net.mean, log_std=self.net.log_std)
+            self.actor = NumpyActor(self.net.pi_trunk, self.net.mean, self.net.log_std, 0)
             self.opt = FlatRMSprop(self.flat, cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps,
                                    tf_like=cfg.rmsprop_tf_like)
         elif cfg.rmsprop_tf_like:

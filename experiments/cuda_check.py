@@ -225,7 +225,7 @@ def check_helpers(dev: str) -> tuple[bool, dict[str, Any]]:
         "DiagGaussian.sample": lambda: DiagGaussian(torch.zeros(3, 1, device=dev), torch.zeros(1, device=dev)).sample(),
         "ActorCritic.predict": lambda: pi.predict(obs), "ActorCritic.sample": lambda: pi.sample(obs),
         "ActorCritic.sample(continuous)": lambda: pic.sample(obs[:, :3]),
-        "NumpyActor": lambda: NumpyActor(pi, 0).sample(obs), "gae": lambda: gae(z, z, z, z, z, 0.99, 0.95)}
+        "NumpyActor": lambda: NumpyActor.of(pi, 0).sample(obs), "gae": lambda: gae(z, z, z, z, z, 0.99, 0.95)}
     nums: dict[str, Any] = {}
     for name, fn in tries.items():
         try:

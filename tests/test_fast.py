@@ -17,7 +17,7 @@ def test_statistics_equal_torch_policy():
                 p.add_(0.3 * torch.randn_like(p))
         obs = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
         ref = pi.dist(torch.as_tensor(obs))
-        phi = NumpyActor(pi, 0).statistics(obs)
+        phi = NumpyActor.of(pi, 0).statistics(obs)
         if isinstance(space, gym.spaces.Discrete):   # logits are defined up to a constant: compare log-softmax
             phi = phi - np.log(np.exp(phi).sum(1, keepdims=True))
             expected = ref.logits
@@ -28,7 +28,7 @@ def test_statistics_equal_torch_policy():
 
 def test_refresh_follows_the_weights():
     pi = ActorCritic(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2))
-    actor = NumpyActor(pi, 0)
+    actor = NumpyActor.of(pi, 0)
     with torch.no_grad():
         pi.pi.linear.bias.copy_(torch.tensor([5.0, -5.0]))
     actor.refresh()
@@ -42,7 +42,7 @@ def test_categorical_sample_frequencies_match_probabilities(seed):
         pi.pi.linear.bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
     obs = np.zeros((60000, 2), np.float32)
     probs = pi.dist(torch.as_tensor(obs[:1])).probs[0].detach().numpy()
-    freq = np.bincount(NumpyActor(pi, seed).sample(obs), minlength=3) / len(obs)
+    freq = np.bincount(NumpyActor.of(pi, seed).sample(obs), minlength=3) / len(obs)
     np.testing.assert_allclose(freq, probs, atol=0.01)
 
 
@@ -51,7 +51,7 @@ def test_gaussian_sample_moments_match():
     with torch.no_grad():
         pi.pi.linear.bias.copy_(torch.tensor([0.3, -0.7]))
     obs = np.zeros((50000, 2), np.float32)
-    a = NumpyActor(pi, 0).sample(obs)
+    a = NumpyActor.of(pi, 0).sample(obs)
     d = pi.dist(torch.as_tensor(obs[:1]))
     np.testing.assert_allclose(a.mean(0), d.mean[0].detach().numpy(), atol=0.01)
     np.testing.assert_allclose(a.std(0), d.std[0].detach().numpy(), atol=0.01)
@@ -62,7 +62,7 @@ def test_noise_drawn_for_the_rollout_gives_the_per_step_actions(space):
     """The rollout draws its T × N noise up front; the actions are bit for bit those of drawing per step."""
     pi = ActorCritic(gym.spaces.Box(-1, 1, (4,)), space)
     obs = np.random.default_rng(3).normal(size=(50, 2, 4)).astype(np.float32)
-    bulk, per_step = NumpyActor(pi, 7), NumpyActor(pi, 7)
+    bulk, per_step = NumpyActor.of(pi, 7), NumpyActor.of(pi, 7)
     noise = bulk.noise(50, 2)
     a = np.stack([bulk.sample(obs[t], noise[t]) for t in range(50)])
     b = np.stack([per_step.sample(obs[t]) for t in range(50)])
@@ -88,7 +88,7 @@ def test_categorical_sample_is_the_plain_inverse_cdf_to_the_bit():
     """The sampler's ufunc form against the plain inverse CDF, a = #{k : c_k < u·c_K} with
     c = cumsum(exp(φ − max φ)): the same action for every (φ, u), ties and extreme logits included."""
     pi = ActorCritic(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2))
-    actor = NumpyActor(pi, 0)
+    actor = NumpyActor.of(pi, 0)
     rng = np.random.default_rng(0)
     for _ in range(300):
         n, k = rng.integers(1, 9), rng.integers(1, 7)

@@ -40,8 +40,8 @@ class RolloutBuffer:
         """Per-step action sampler ``(t, obs) ↦ a``: the NumPy actor for MLPs (see core/fast.py),
         drawing the rollout's noise up front; torch otherwise."""
         if NumpyActor.supports(policy):
-            if self._actor is None or self._actor.policy is not policy:
-                self._actor = NumpyActor(policy, 0)
+            if self._actor is None or self._actor.source is not policy:
+                self._actor = NumpyActor.of(policy, 0)
             actor = self._actor
             actor.refresh()
             # re-seeded from torch's generator at every rollout: the checkpointed torch RNG

@@ -28,18 +28,21 @@ def _numpy_layers(linears: list[tuple[nn.Linear, str]]) -> list[tuple[np.ndarray
 
 
 class NumpyActor:
-    """π_θ(·|s) in NumPy, for sampling actions only: an ``ActorCritic``'s actor, or any MLP ``trunk``
-    followed by a linear ``head`` with a state-independent ``log_std`` (None: categorical logits)."""
+    """π_θ(·|s) in NumPy, for sampling actions only: an MLP ``trunk`` followed by a linear ``head``,
+    with a state-independent ``log_std`` (None: categorical logits over the head's outputs).
+    ``NumpyActor.of(policy, seed)`` copies an ``ActorCritic``'s actor."""
 
-    def __init__(self, policy: ActorCritic | None, seed: int, *, trunk: nn.Module | None = None,
-                 head: nn.Linear | None = None, log_std: torch.Tensor | None = None) -> None:
-        self.policy = policy
-        if policy is not None:
-            trunk, head = policy.pi_trunk, policy.pi.linear
-            log_std = None if policy.pi.discrete else policy.pi.log_std
-        self.trunk, self.head, self.log_std = trunk, head, log_std
+    def __init__(self, trunk: nn.Module, head: nn.Linear, log_std: torch.Tensor | None, seed: int, *,
+                 source: nn.Module | None = None) -> None:
+        self.trunk, self.head, self.log_std, self.source = trunk, head, log_std, source
         self.rng = np.random.default_rng(seed)
         self.refresh()
+
+    @classmethod
+    def of(cls, policy: ActorCritic, seed: int) -> NumpyActor:
+        """The actor of ``policy`` (``source`` is the policy: what the rollout buffer checks it still copies)."""
+        return cls(policy.pi_trunk, policy.pi.linear, None if policy.pi.discrete else policy.pi.log_std, seed,
+                   source=policy)
 
     @staticmethod
     def supports(policy: ActorCritic) -> bool:
