@@ -1,27 +1,39 @@
-"""Ours vs published: each published number set against *the same statistic* computed from our runs.
+"""Ours vs published: each published number set against the statistic its source computed, from our runs.
 
-The published numbers (``analysis/data/published.csv``) come from suites that each report a
-different statistic (``../shared/reference/anchors.md``):
+The statistics (``analysis/data/published.csv``'s ``statistic``; ``../shared/reference/anchors.md``):
 
-- ``max_eval``   — Tianshou: the best point of the evaluation curve within the budget, per seed,
-  averaged over seeds;
-- ``final_eval`` — rl-baselines3-zoo: the deterministic evaluation of the final agent (one run);
-- ``final_train`` — CleanRL, OpenAI Baselines: the mean return of the last 100 *training*
-  episodes at the end of the budget (Baselines' ``eprewmean``; its benchmark page does not say
-  more).
+- ``max_eval`` — Tianshou (``examples/mujoco/analysis.py``): the seeds' test returns are averaged at
+  each evaluation step and the *maximum of that mean curve* within the budget is reported, ± the
+  std over seeds at that step. Ours: the same on our evaluation curves, first thinned to the
+  source's evaluation interval (``eval_every``: Tianshou tests every 30 000 steps, we every 10 000,
+  and a maximum over more noisy points is higher). Our interval, like their ±, is over the seeds'
+  values at that step; neither counts the choice of the step.
+- ``final_eval`` — rl-baselines3-zoo: the deterministic evaluation of one run's final agent.
+- ``final_train`` — CleanRL, OpenAI Baselines: the mean raw return of the last ``window`` training
+  episodes (CleanRL's and ppo2's 100; trpo_mpi's ``EpRewMean`` keeps 40).
 
-For each published row and each of our algorithms that implements the published one
-(``FAMILY``), the per-run statistic is computed on the part of our run within the published
-budget, then its mean over seeds with a Student-t 95 % interval (``t_interval``: with 3–10 seeds a
-percentile bootstrap of the mean undercovers; the t interval is exact for normal returns). The
-verdict says where the published value lies: inside our interval (``within``), below it (ours
-``above``) or above it (ours ``below``); ``—`` where we have fewer than 2 runs or a smaller budget.
+The budget. A run stops after the update that crosses it: 1 001 472 steps for 1M at 2 048 steps
+per update. The sources' runs do the same. So the part of a run within ``budget`` + one update is used.
+
+The test (``verdict``: ours ``above``, ``below`` or ``not distinguishable``) depends on what the source
+publishes:
+
+- a std over ≥ 2 seeds (Tianshou, CleanRL): Welch's t on ours against their mean, std and n.
+  Ours are the per-run values; for ``max_eval``, the seeds' values at our mean curve's best step,
+  as theirs. ``diff_lo``/``diff_hi`` is its 95 % interval of ours − theirs.
+- one run (rl-zoo; its ± is over evaluation episodes of that one agent): where their number lies
+  against our 95 % *prediction* interval for one new run, mean ± t·s·√(1 + 1/n).
+- no spread (Baselines' 6-run means, the MinAtar and ACKTR papers): no test. The note says where
+  their mean lies against our 95 % interval of the mean.
+
 A different env version (v5 here, v1–v4 there) is always named: MuJoCo v5 models differ from v3/v4
-(e.g. contact and observation changes), so a gap can be the env's as much as the algorithm's.
+(e.g. contact and observation changes), so a gap can be the env's as much as the algorithm's. Where two
+of our algorithms give the same per-run numbers (NPG and TRPO, when the line search never acts), the note
+says so: the two rows are then one result, not two.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -39,40 +51,51 @@ FAMILY: Mapping[str, tuple[str, ...]] = {
     "acer": ("acer",),
     "acktr": ("acktr",),
 }
-LAST_EPISODES = 100
+STATISTICS = ("max_eval", "final_eval", "final_train")
+LAST_EPISODES = 100          # final_train's window where the source does not say otherwise
 COLUMNS = ["source", "statistic", "env", "env_version", "budget", "published_algo", "published", "published_spread",
-           "published_seeds", "algo", "n_runs", "ours", "ci_lo", "ci_hi", "verdict", "note"]
+           "spread_kind", "published_seeds", "algo", "n_runs", "ours", "ci_lo", "ci_hi", "test", "diff_lo", "diff_hi",
+           "p", "verdict", "note"]
 
 
-def max_eval(evals: pd.DataFrame, updates: pd.DataFrame) -> float:
-    """Best mean evaluation return of one run (Tianshou's statistic)."""
-    return float(evals["eval_return"].max()) if len(evals) else np.nan
-
-
-def final_eval(evals: pd.DataFrame, updates: pd.DataFrame) -> float:
+def final_eval(evals: pd.DataFrame) -> float:
     """The last evaluation of one run (the zoo's: the final agent, deterministic)."""
     return float(evals.sort_values("step")["eval_return"].iloc[-1]) if len(evals) else np.nan
 
 
-def final_train(evals: pd.DataFrame, updates: pd.DataFrame) -> float:
-    """Mean raw return of the last ``LAST_EPISODES`` training episodes of one run. progress.csv
-    logs, per update, the mean return of the episodes finished since the last row and their
-    count: walk back from the end, weighting rows by their episode count, the oldest one partly."""
+def final_train(updates: pd.DataFrame, window: int = LAST_EPISODES) -> float:
+    """Mean raw return of the last ``window`` training episodes of one run. progress.csv logs, per
+    update, the mean return of the episodes finished since the last row and their count: walk back
+    from the end, weighting rows by their episode count, the oldest one partly."""
     u = updates.dropna(subset=["episode_return"]).sort_values("step")
     u = u[u["episodes"] > 0]
     if u.empty:
         return np.nan
     total, weight = 0.0, 0.0
     for ret, n in zip(u["episode_return"].to_numpy()[::-1], u["episodes"].to_numpy()[::-1]):
-        take = min(float(n), LAST_EPISODES - weight)
+        take = min(float(n), window - weight)
         total, weight = total + take * float(ret), weight + take
-        if weight >= LAST_EPISODES:
+        if weight >= window:
             break
     return total / weight
 
 
-STATISTICS: Mapping[str, Callable[[pd.DataFrame, pd.DataFrame], float]] = {
-    "max_eval": max_eval, "final_eval": final_eval, "final_train": final_train}
+def thin(evals: pd.DataFrame, every: int | None) -> pd.DataFrame:
+    """Per seed, the first evaluation at or after each multiple of ``every`` (all of them if None),
+    with ``slot`` = that multiple's index: the evaluation grid of a source that tests every ``every`` steps."""
+    e = evals.assign(slot=(evals["step"] // every) if every else evals["step"])
+    return e.sort_values("step").groupby(["seed", "slot"], as_index=False).first()
+
+
+def max_of_mean_curve(evals: pd.DataFrame, every: int | None) -> np.ndarray:
+    """Tianshou's max_eval on our runs: the seeds' values at the best slot of the seed-mean curve (their
+    mean is the statistic; their spread, like Tianshou's ±, is the seeds' at that step). Only slots every
+    seed reached are used."""
+    grid = thin(evals, every).pivot(index="seed", columns="slot", values="eval_return").dropna(axis=1)
+    if grid.shape[1] == 0:
+        return np.array([])
+    y = grid.to_numpy(float)                                   # seeds × slots
+    return y[:, int(np.argmax(y.mean(0)))]
 
 
 def t_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -83,6 +106,29 @@ def t_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, f
     return m, m - h, m + h
 
 
+def welch(x: np.ndarray, mean: float, sd: float, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Welch's t of mean(x) − mean against a published mean, sd, n: (diff_lo, diff_hi, two-sided p)."""
+    x = np.asarray(x, dtype=float)
+    v1, v2 = x.var(ddof=1) / len(x), sd ** 2 / n
+    d, se = float(x.mean() - mean), float(np.sqrt(v1 + v2))
+    if se == 0:
+        return d, d, (1.0 if d == 0 else 0.0)
+    df = (v1 + v2) ** 2 / (v1 ** 2 / (len(x) - 1) + v2 ** 2 / (n - 1))
+    h = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    return d - h, d + h, float(2 * sps.t.sf(abs(d) / se, df))
+
+
+def prediction_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Where one new run of ours would land: mean ± t·s·√(1 + 1/n)."""
+    x = np.asarray(x, dtype=float)
+    h = float(sps.t.ppf(0.5 + confidence / 2, len(x) - 1)) * float(x.std(ddof=1)) * np.sqrt(1 + 1 / len(x))
+    return float(x.mean()) - h, float(x.mean()) + h
+
+
+def _where(value: float, lo: float, hi: float) -> str:
+    return "not distinguishable" if lo <= value <= hi else ("above" if lo > value else "below")
+
+
 def load_published(path: Path | str = PUBLISHED_CSV) -> pd.DataFrame:
     d = pd.read_csv(path, dtype={"env_version": str})
     bad = sorted(set(d["statistic"]) - set(STATISTICS))
@@ -91,18 +137,48 @@ def load_published(path: Path | str = PUBLISHED_CSV) -> pd.DataFrame:
     unknown = sorted(set(d["algo"]) - set(FAMILY))
     if unknown:
         raise ValueError(f"{path}: unknown published algorithm(s) {unknown}; known: {sorted(FAMILY)}")
+    for col, default in (("eval_every", np.nan), ("window", LAST_EPISODES), ("spread_kind", "")):
+        d[col] = d[col].fillna(default) if col in d else default
     return d
 
 
-def per_run(curves: pd.DataFrame, updates: pd.DataFrame, statistic: str, algo: str, env: str,
-            budget: int) -> np.ndarray:
-    """The statistic for every ok run of (algo, env), on the steps ≤ budget."""
-    fn = STATISTICS[statistic]
-    c = curves[(curves["algo"] == algo) & (curves["env"] == env) & (curves["status"] == "ok")
-               & (curves["step"] <= budget)]
-    u = updates[(updates["algo"] == algo) & (updates["env"] == env) & (updates["step"] <= budget)]
-    vals = [fn(g, u[u["seed"] == seed]) for seed, g in c.groupby("seed")]
-    return np.array([v for v in vals if np.isfinite(v)])
+def _slack(updates: pd.DataFrame) -> int:
+    """One update's env steps (the largest step between two logged updates): a run's overshoot past its budget."""
+    steps = np.sort(updates["step"].unique())
+    return int(np.diff(steps).max()) if len(steps) > 1 else 0
+
+
+def ours(curves: pd.DataFrame, updates: pd.DataFrame, p, algo: str) -> tuple[np.ndarray, float, float]:
+    """Our algorithm ``algo``'s per-run values for the published row ``p`` (for max_eval: the seeds' values
+    at our best step) and their Student-t 95 % interval of the mean."""
+    c = curves[(curves["algo"] == algo) & (curves["env"] == p.env) & (curves["status"] == "ok")]
+    u = updates[(updates["algo"] == algo) & (updates["env"] == p.env)]
+    cut = int(p.budget) + _slack(u)
+    c, u = c[c["step"] <= cut], u[u["step"] <= cut]
+    if p.statistic == "max_eval":
+        x = max_of_mean_curve(c, int(p.eval_every) if pd.notna(p.eval_every) else None)
+    elif p.statistic == "final_eval":
+        x = np.array([final_eval(g) for _, g in c.groupby("seed")])
+    else:
+        x = np.array([final_train(u[u["seed"] == seed], int(p.window)) for seed in sorted(c["seed"].unique())])
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return x, np.nan, np.nan
+    _, lo, hi = t_interval(x)
+    return x, lo, hi
+
+
+def judge(x: np.ndarray, p) -> dict:
+    """The test for one row, by what the source published (module docstring)."""
+    spread, n = p.spread, int(p.seeds)
+    if pd.notna(spread) and n >= 2:
+        lo, hi, pv = welch(x, float(p.value), float(spread), n)
+        verdict = "not distinguishable" if lo <= 0 <= hi else ("above" if lo > 0 else "below")
+        return {"test": "Welch t, ours − theirs", "diff_lo": lo, "diff_hi": hi, "p": pv, "verdict": verdict}
+    if n == 1:
+        lo, hi = prediction_interval(x)
+        return {"test": "their one run v our 95 % prediction interval", "verdict": _where(float(p.value), lo, hi)}
+    return {"test": "none: no spread published", "verdict": "no test"}
 
 
 def ledger_table(published: pd.DataFrame, curves: pd.DataFrame, updates: pd.DataFrame,
@@ -110,7 +186,7 @@ def ledger_table(published: pd.DataFrame, curves: pd.DataFrame, updates: pd.Data
     """One row per published number × our algorithm that implements it and has runs on its env."""
     ok = runs[runs["status"] == "ok"]
     steps = ok.groupby(["algo", "env"])["total_steps"].min()
-    rows = []
+    rows, seen = [], {}
     for p in published.itertuples(index=False):
         for algo in FAMILY[p.algo]:
             if (algo, p.env) not in steps.index:
@@ -121,20 +197,32 @@ def ledger_table(published: pd.DataFrame, curves: pd.DataFrame, updates: pd.Data
                 notes.append(p.notes)
             row = {"source": p.source, "statistic": p.statistic, "env": p.env, "env_version": p.env_version,
                    "budget": int(p.budget), "published_algo": p.algo, "published": p.value,
-                   "published_spread": p.spread, "published_seeds": int(p.seeds), "algo": algo,
-                   "n_runs": 0, "ours": np.nan, "ci_lo": np.nan, "ci_hi": np.nan, "verdict": "—"}
+                   "published_spread": p.spread, "spread_kind": p.spread_kind, "published_seeds": int(p.seeds),
+                   "algo": algo, "n_runs": 0, "ours": np.nan, "ci_lo": np.nan, "ci_hi": np.nan, "test": "",
+                   "diff_lo": np.nan, "diff_hi": np.nan, "p": np.nan, "verdict": "—"}
             if steps[(algo, p.env)] < p.budget:
                 notes.insert(0, f"our budget {int(steps[(algo, p.env)]):,} < {int(p.budget):,}: not compared")
             else:
-                x = per_run(curves, updates, p.statistic, algo, p.env, int(p.budget))
+                x, lo, hi = ours(curves, updates, p, algo)
                 row["n_runs"] = len(x)
                 if len(x) >= 2:
-                    row["ours"], row["ci_lo"], row["ci_hi"] = t_interval(x)
-                    row["verdict"] = ("within" if row["ci_lo"] <= p.value <= row["ci_hi"]
-                                      else "above" if row["ci_lo"] > p.value else "below")
+                    row |= {"ours": float(x.mean()), "ci_lo": lo, "ci_hi": hi} | judge(x, p)
+                    if row["verdict"] == "no test":
+                        notes.append(_position(float(p.value), lo, hi))
+                    key = (p.statistic, p.env, int(p.budget), str(p.eval_every), int(p.window))
+                    twin = [a for a, v in seen.get(key, {}).items()
+                            if a != algo and len(v) == len(x) and np.array_equal(v, x)]
+                    if twin:
+                        notes.append(f"the same per-run numbers as {twin[0]}'s runs (one result, not two)")
+                    seen.setdefault(key, {})[algo] = x
             row["note"] = "; ".join(notes)
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _position(value: float, lo: float, hi: float) -> str:
+    where = "inside" if lo <= value <= hi else ("below" if value < lo else "above")
+    return f"their mean lies {where} our 95 % interval of the mean (no test: no spread published)"
 
 
 def to_markdown(t: pd.DataFrame) -> str:
@@ -142,25 +230,35 @@ def to_markdown(t: pd.DataFrame) -> str:
     t = t[t["verdict"] != "—"]
     tail = (f"\n{len(skipped)} more published numbers match an env of this matrix but not its budget or runs "
             f"({', '.join(sorted(set(skipped['env'])))}); all are in ledger.csv.\n" if len(skipped) else "")
-    head = ("| env | statistic | published (source, seeds) | ours | runs | mean [95 % t-CI] | verdict | note |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = ("| env | statistic | published (source, runs; ± what) | ours | runs | mean [95 % CI] | ours − theirs "
+            "(Welch 95 %, p) | verdict | note |\n|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in t.itertuples(index=False):
         spread = f" ± {r.published_spread:g}" if pd.notna(r.published_spread) else ""
-        ours = f"{r.ours:.0f} [{r.ci_lo:.0f}, {r.ci_hi:.0f}]" if pd.notna(r.ours) else "—"
+        kind = f"; ± = {r.spread_kind}" if spread and isinstance(r.spread_kind, str) and r.spread_kind else ""
+        ours_ = f"{r.ours:.0f} [{r.ci_lo:.0f}, {r.ci_hi:.0f}]" if pd.notna(r.ours) else "—"
+        diff = (f"{r.diff_lo:+.0f} … {r.diff_hi:+.0f} (p = {r.p:.2g})" if pd.notna(r.diff_lo) else
+                ("prediction interval" if r.published_seeds == 1 else "—"))
         lines.append(f"| {r.env} | {r.statistic} | {r.published_algo} {r.published:g}{spread} ({r.source}, "
-                     f"{r.published_seeds}) | {r.algo} | {r.n_runs} | {ours} | {r.verdict} | {r.note} |")
+                     f"{r.published_seeds}{kind}) | {r.algo} | {r.n_runs} | {ours_} | {diff} | {r.verdict} "
+                     f"| {r.note} |")
     if not lines:
         return "No published number matches an env and budget of this matrix.\n" + tail
     return head + "\n".join(lines) + "\n" + tail
 
 
-INTRO = ("Each published number next to the same statistic computed from our runs within the published "
-         "budget: max_eval = best evaluation of a run (Tianshou), final_eval = the final agent's deterministic "
-         "evaluation (rl-baselines3-zoo, one run), final_train = mean of the last 100 training episodes (CleanRL, "
-         "Baselines). Ours: mean over seeds with a Student-t 95 % interval; verdict: where the published value "
-         "lies relative to that interval. Env versions differ (v5 here): a gap can be the env's as much as the "
-         "algorithm's. Data: analysis/data/published.csv.")
+INTRO = ("Each published number next to the statistic its source computed, from our runs within the published "
+         "budget (+ the update that crosses it): max_eval = the maximum over evaluation steps of the seed-mean "
+         "curve, on the source's evaluation grid (Tianshou); final_eval = the final agent's deterministic evaluation "
+         "(rl-baselines3-zoo, one run); final_train = the mean of the last training episodes (CleanRL and ppo2: 100; "
+         "trpo_mpi: 40). Ours: mean over seeds with a Student-t 95 % interval (for max_eval: over the seeds' values "
+         "at the best step, as the source's ±). Verdict: Welch's t against the source's mean, std and seeds where it "
+         "publishes them; for one published run, whether it lies in our 95 % prediction interval for one run; no "
+         "test where no spread is published. Each row is its own test at 5 %, with no correction over the rows: a "
+         "handful of 'above'/'below' among many rows is expected by chance. Our evaluations are deterministic; "
+         "Tianshou's test episodes sample "
+         "actions. Env versions differ (v5 here): a gap can be the env's as much as the algorithm's. Data: "
+         "analysis/data/published.csv; method: analysis/ledger.py.")
 
 
 def make_ledger(curves_path: str, updates_path: str, runs_path: str, out_csv: str, out_md: str,

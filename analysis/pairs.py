@@ -19,9 +19,9 @@ from analysis import ledger
 
 
 def per_seed(curves: pd.DataFrame) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
-    """(env, algo) → {seed: (final eval, max eval over training)} over the finished (ok) runs."""
+    """(env, algo) → {seed: (final eval, that run's best eval over training)} over the finished (ok) runs."""
     ok = curves[curves["status"] == "ok"]
-    return {(env, algo): {int(seed): (ledger.final_eval(e, None), ledger.max_eval(e, None))
+    return {(env, algo): {int(seed): (ledger.final_eval(e), float(e["eval_return"].max()))
                           for seed, e in g.groupby("seed")}
             for (env, algo), g in ok.groupby(["env", "algo"], sort=True)}
 
