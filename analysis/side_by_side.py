@@ -1,6 +1,6 @@
 """Two snapshots' verdicts side by side, one row per claim part: what the README's results show.
 
-    python -m analysis.side_by_side results/snapshot/default results/snapshot/replication
+    python -m analysis.side_by_side results/snapshot/default results/snapshot/replication [--claims C3 C4 C5 C6]
 
 Reads each snapshot's ``tables/claims_parts.csv`` (written by ``analysis/claims.py``) and prints a
 Markdown table: claim, part, then for each snapshot its verdict, effect [95 % CI] and the A/A
@@ -41,8 +41,10 @@ def cell(row: pd.Series | None) -> str:
     return text
 
 
-def table(snapshots: list[Path]) -> str:
+def table(snapshots: list[Path], claims: list[str] | None = None) -> str:
     parts = [pd.read_csv(s / "tables" / "claims_parts.csv") for s in snapshots]
+    if claims:
+        parts = [p[p["claim"].isin(claims)] for p in parts]
     keys: list[tuple[str, str]] = []
     for p in parts:
         keys += [k for k in zip(p["claim"], p["part"]) if k not in keys]
@@ -59,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.side_by_side", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("snapshots", nargs="+", type=Path, help="snapshot directories (each with tables/claims_parts.csv)")
+    p.add_argument("--claims", nargs="+", help="only these claims (e.g. C3 C4 C5 C6)")
     a = p.parse_args(argv)
     missing = [s for s in a.snapshots if not (s / "tables" / "claims_parts.csv").is_file()]
     if missing:
         p.error("no tables/claims_parts.csv in " + ", ".join(map(str, missing)) + " (is its analysis drawn?)")
-    print(table(a.snapshots))
+    print(table(a.snapshots, a.claims))
     return 0
 
 

@@ -33,6 +33,8 @@ def test_each_part_once_with_each_snapshots_own_numbers(tmp_path):
     assert rows[("C3", "fewer drops than sb3-a2c")].endswith("| – |")   # no runs for it in the second
     assert rows[("C6", "trust region essential")].split("|")[3].strip() == "–"
     assert "supported, 1e+04 [1e+04, ∞]" in rows[("C2", "chain-6")]     # open interval; no rate: none shown
+    only = side_by_side.table([a, b], ["C3"]).splitlines()[2:]
+    assert len(only) == 2 and all(line.startswith("| C3 |") for line in only)
 
 
 def test_a_snapshot_without_its_analysis_is_named(tmp_path, capsys):
