@@ -3,9 +3,10 @@
     python -m analysis.side_by_side results/snapshot/default results/snapshot/replication [--claims C3 C4 C5 C6]
 
 Reads each snapshot's ``tables/claims_parts.csv`` (written by ``analysis/claims.py``) and prints a
-Markdown table: claim, part, then for each snapshot its verdict, effect [95 % CI] and the A/A
-false-verdict rate of its design. A part missing from one snapshot (its matrix has no runs for it)
-shows "–". Nothing is recomputed: the numbers are the snapshots' own.
+Markdown table: claim, part, then for each snapshot its verdict, effect [95 % CI], the A/A
+false-verdict rate of its design and its minimum detectable effect (80 % power). A part missing
+from one snapshot (its matrix has no runs for it) shows "–". Nothing is recomputed: the numbers
+are the snapshots' own.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def cell(row: pd.Series | None) -> str:
         text += f" [{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
     if _num(row.get("false_verdict_rate")) != "–":
         text += f"; A/A {_num(row['false_verdict_rate'])}"
+    if _num(row.get("mde")) != "–":
+        text += f", MDE {_num(row['mde'])}"
     return text
 
 
