@@ -27,6 +27,11 @@ def test_last_sitting_shares(tmp_path):
         + json.dumps({"rule": "a", "started": 5000.0, "ended": 5003.0}) + "\n")   # a later redraw: its own sitting
     _run(tmp_path, "runs/npg/E/0", end=None, process_s=None, wall_s=5)   # made before process_s existed
     t = dag_time.account(tmp_path, cores=2).set_index("part")
+    # a run resumed in this sitting: 30 s of this process, 500 s of wall_s over its processes
+    _run(tmp_path, "runs/npg/E/1", end=1100.0, process_s=30, wall_s=500)
+    resumed = dag_time.account(tmp_path, cores=2).set_index("part")
+    assert resumed.loc[resumed.index.str.startswith("inside"), "core_s"].item() == pytest.approx(183 + 30)
+    assert resumed.loc[resumed.index.str.startswith("run start-up"), "core_s"].item() == pytest.approx(17)
     core_s = 2 * 110.0
     assert t["core_s"].iloc[-1] == pytest.approx(core_s)
     in_runs = t.loc[t.index.str.startswith("inside")]
