@@ -173,8 +173,8 @@ def judge(x: np.ndarray, p) -> dict:
     spread, n = p.spread, int(p.seeds)
     if pd.notna(spread) and n >= 2:
         lo, hi, pv = welch(x, float(p.value), float(spread), n)
-        verdict = "not distinguishable" if lo <= 0 <= hi else ("above" if lo > 0 else "below")
-        return {"test": "Welch t, ours − theirs", "diff_lo": lo, "diff_hi": hi, "p": pv, "verdict": verdict}
+        return {"test": "Welch t, ours − theirs", "diff_lo": lo, "diff_hi": hi, "p": pv,
+                "verdict": _where(0.0, lo, hi)}           # where 0 lies against the interval of ours − theirs
     if n == 1:
         lo, hi = prediction_interval(x)
         return {"test": "their one run v our 95 % prediction interval", "verdict": _where(float(p.value), lo, hi)}
@@ -221,7 +221,8 @@ def ledger_table(published: pd.DataFrame, curves: pd.DataFrame, updates: pd.Data
 
 
 def _position(value: float, lo: float, hi: float) -> str:
-    where = "inside" if lo <= value <= hi else ("below" if value < lo else "above")
+    """``_where`` said from the published side: ours 'above' is their mean lying below our interval."""
+    where = {"not distinguishable": "inside", "above": "below", "below": "above"}[_where(value, lo, hi)]
     return f"their mean lies {where} our 95 % interval of the mean (no test: no spread published)"
 
 

@@ -51,8 +51,7 @@ def table(snapshots: list[Path], claims: list[str] | None = None) -> str:
     keys: list[tuple[str, str]] = []
     for p in parts:
         keys += [k for k in zip(p["claim"], p["part"]) if k not in keys]
-    index = [{(c, q): r for (c, q), r in zip(zip(p["claim"], p["part"]), (r for _, r in p.iterrows()))}
-             for p in parts]
+    index = [{(r["claim"], r["part"]): r for _, r in p.iterrows()} for p in parts]
     head = "| claim | part | " + " | ".join(s.name for s in snapshots) + " |"
     lines = [head, "|" + "---|" * (2 + len(snapshots))]
     for c, q in sorted(keys, key=lambda k: (k[0], keys.index(k))):
