@@ -176,11 +176,37 @@ def error_cube(sampled: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([t[n].to_numpy() for n in ns], 1), ns
 
 
+def pooled_medians(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """B × N: for each row of seed indices (a multiset: a bootstrap draw repeats seeds), the median of
+    x[seed, n, policy] pooled over its seeds and all policies, for every n; the value ``np.median`` of
+    the gathered B × N × (k · policies) array gives, bit for bit, without gathering or partitioning it.
+
+    Per n the S · P values are sorted once; a row's pooled multiset is those values weighted by how often
+    the row draws each seed, so its order statistic of rank r is the first sorted value whose cumulative
+    weight exceeds r, and the median is the mean of ranks ⌊(m − 1)/2⌋ and ⌊m/2⌋ (m = k · P), as
+    ``np.median`` takes it. Non-finite values: ``np.median`` itself (its NaN propagation)."""
+    B, k = rows.shape
+    S, n_n, P = x.shape
+    if not np.isfinite(x).all():
+        sub = x[rows].transpose(0, 2, 1, 3).reshape(B, n_n, -1)
+        return np.median(sub, axis=2)
+    m = k * P
+    dtype = np.int16 if m < 2**15 else np.int64          # cumulative weights ≤ m: small ints are faster
+    counts = np.bincount((rows + S * np.arange(B)[:, None]).ravel(), minlength=B * S).reshape(B, S).astype(dtype)
+    out = np.empty((B, n_n))
+    for j in range(n_n):
+        v = x[:, j, :].ravel()                          # seed-major: value i belongs to seed i // P
+        order = np.argsort(v, kind="stable")
+        cw = np.cumsum(counts[:, order // P], axis=1, dtype=dtype)   # B × S·P, in value order
+        lo, hi = np.count_nonzero(cw <= (m - 1) // 2, axis=1), np.count_nonzero(cw <= m // 2, axis=1)
+        out[:, j] = (v[order[lo]] + v[order[hi]]) / 2
+    return out
+
+
 def rates(x: np.ndarray, ns: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """r = −slope of log(median error) on log N for each row of seed indices ``rows`` (B × k), the
     median pooled over the chosen seeds and all policies (least squares, vectorised over B)."""
-    sub = x[rows]                                                    # B × k × N × policies
-    med = np.median(sub.transpose(0, 2, 1, 3).reshape(len(rows), len(ns), -1), axis=2)
+    med = pooled_medians(x, rows)
     lx = np.log(ns) - np.log(ns).mean()
     return -(np.log(np.maximum(med, 1e-12)) @ lx) / (lx @ lx)
 

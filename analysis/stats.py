@@ -441,7 +441,13 @@ def permutation_stats(
         nx, ny = a.shape[1], b.shape[1]
         if stat == "poi":
             z = sps.rankdata(z, axis=1)
-        sx = z[:, o[:, :nx]].sum(-1)
+        # Σ of x's runs under every order, one x slot at a time (rows of zᵀ: contiguous gathers, no
+        # designs × orders × n_x temporary; the same sums, in the same order, as z[:, o[:, :nx]].sum(-1))
+        zt = np.ascontiguousarray(z.T)
+        sx = zt[o[:, 0]]
+        for j in range(1, nx):
+            sx += zt[o[:, j]]
+        sx = sx.T
         total = total + (
             (sx - nx * (nx + 1) / 2) / (nx * ny) if stat == "poi" else sx / nx - (z.sum(1)[:, None] - sx) / ny
         )

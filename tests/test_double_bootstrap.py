@@ -39,6 +39,23 @@ def test_vectorised_rate_is_the_log_log_least_squares_slope():
         assert got == pytest.approx(-np.polyfit(np.log(ns), np.log(med), 1)[0], rel=1e-12)
 
 
+@pytest.mark.parametrize("shape,k", [((30, 5, 6), 30), ((7, 3, 1), 5), ((4, 2, 3), 3), ((9, 4, 2), 1)])
+def test_pooled_medians_are_numpys_median_of_the_gathered_draws_bit_for_bit(shape, k):
+    """Oracle: gather every draw's seeds (repeats included) and policies, and take ``np.median``. Ties
+    (values repeated across seeds), odd and even pooled sizes, one seed per draw, and a NaN (which must
+    propagate as ``np.median`` propagates it)."""
+    rng = np.random.default_rng(k)
+    x = rng.lognormal(size=shape)
+    x[rng.random(shape) < 0.3] = 0.5                              # ties across seeds and policies
+    rows = rng.integers(0, shape[0], (300, k))
+
+    def oracle(x):
+        return np.median(x[rows].transpose(0, 2, 1, 3).reshape(len(rows), shape[1], -1), axis=2)
+    assert np.array_equal(claims_toys.pooled_medians(x, rows), oracle(x))
+    x[0, 0, 0] = np.nan
+    assert np.array_equal(claims_toys.pooled_medians(x, rows), oracle(x), equal_nan=True)
+
+
 def test_shifting_the_errors_onto_a_threshold_moves_every_resampled_rate_by_the_same_amount():
     """The location shift the calibration assumes is exact for C7: errors × N^(r̂ − t) have rate t on
     every resample of seeds."""

@@ -72,6 +72,26 @@ def test_toy_rows_and_costs():
     assert 0 < r.loc["kfac", "flops"] < r.loc["cg", "flops"] < r.loc["exact", "flops"]
 
 
+def test_one_fisher_for_every_damping_gives_each_dampings_own_rows():
+    """F formed once and solved per λ: the same rows as one λ at a time (the exact reference u against
+    an independent LU solve of the same F + λI, to rounding), λ outermost in ``experiment``."""
+    both = pd.DataFrame(T.one(8, 1, (1e-3, 1e-1))).drop(columns="seconds")
+    alone = pd.concat([pd.DataFrame(T.one(8, 1, lam)) for lam in (1e-3, 1e-1)], ignore_index=True)
+    pd.testing.assert_frame_equal(both, alone.drop(columns="seconds"))
+    torch.manual_seed(1)
+    net, obs = T.policy(8), torch.randn(T.N_STATES, T.OBS)
+    adv = torch.randn(T.N_STATES, T.N_ACT)
+    params = list(net.parameters())
+    g = flat_grad((torch.softmax(net(obs), -1) * adv).sum(-1).mean(), params).double()
+    F = T.exact_fisher(net, obs)
+    u = torch.linalg.solve(F + 1e-3 * torch.eye(len(g), dtype=F.dtype), g)
+    d = g   # the "gradient" row's cosine with u
+    assert both.iloc[0]["cosine"] == pytest.approx(float(d @ u / (d.norm() * u.norm())), rel=1e-10)
+    rows = pd.DataFrame(T.experiment(widths=(4, 8), seeds=2))
+    assert list(rows.drop_duplicates("damping")["damping"]) == list(T.DAMPINGS)
+    assert rows.groupby("damping").size().nunique() == 1
+
+
 @pytest.mark.parametrize("cosine, want", [(0.97, "supported"), (0.7, "inconclusive"), (0.3, "not supported")])
 def test_claim_c8_judges_the_worst_cosine(tmp_path, cosine, want):
     from analysis import synthetic
