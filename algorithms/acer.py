@@ -57,6 +57,7 @@ from torch import nn
 from algorithms.acer_continuous import ExplicitSDN, SDNet, continuous_terms
 from algorithms.base import Algorithm, BaseConfig, ConfigError
 from algorithms.core.acer_ops import TermsConfig, average_, next_values, retrace, softmax_tangent, tr_diagnostics
+from algorithms.core.activations import ACTIVATIONS
 from algorithms.core.distributions import Categorical
 from algorithms.core.explicit import FlatParams, FlatRMSprop
 from algorithms.core.fast import NumpyActor, torch_seed_for_numpy
@@ -134,7 +135,7 @@ class DiscreteACERNet(nn.Module):
         cnn: str = "nature",
     ) -> None:
         super().__init__()
-        act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+        act = ACTIVATIONS[activation]
         self.trunk, d = make_trunk(obs_space, hidden, act, cnn)
         ortho_init(self.trunk)
         self.pi = ortho_init(nn.Linear(d, int(action_space.n)), gain=0.01)

@@ -36,6 +36,7 @@ from torch import nn
 
 from algorithms.core import explicit
 from algorithms.core.acer_ops import TermsConfig, next_values, retrace, tr_diagnostics
+from algorithms.core.activations import ACTIVATIONS
 from algorithms.core.distributions import DiagGaussian
 from algorithms.core.nets import is_image_space, linear_stack, make_trunk, ortho_init
 from algorithms.core.replay import Trajectory
@@ -55,7 +56,7 @@ class SDNet(nn.Module):
         cnn: str = "nature",
     ) -> None:
         super().__init__()
-        act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+        act = ACTIVATIONS[activation]
         share = is_image_space(obs_space)
         self.pi_trunk, d = make_trunk(obs_space, hidden, act, cnn)
         self.v_trunk = self.pi_trunk if share else make_trunk(obs_space, hidden, act, cnn)[0]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from algorithms.core.activations import tanh_
 from algorithms.core.nets import ActorCritic, linear_stack
 
 
@@ -167,7 +168,7 @@ def layers(trunk: nn.Module, head: nn.Linear | None, flat: FlatParams) -> list[L
 def activate_(z: torch.Tensor, act: str) -> torch.Tensor:
     """h = f(z), in place."""
     if act == "tanh":
-        return z.tanh_()
+        return tanh_(z)
     return z.relu_() if act == "relu" else z
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from algorithms.core.activations import ACTIVATIONS, Tanh
 from algorithms.core.distributions import Categorical, DiagGaussian, Distribution
 
 
@@ -39,7 +40,7 @@ def linear_stack(module: nn.Module) -> list[tuple[nn.Linear, str]] | None:
     return out
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+def mlp(in_dim: int, hidden: tuple[int, ...], activation: type[nn.Module] = Tanh) -> nn.Sequential:
     layers: list[nn.Module] = []
     for h in hidden:
         layers += [nn.Linear(in_dim, h), activation()]
@@ -137,7 +138,7 @@ class ActorCritic(nn.Module):
         cnn: str = "nature",
     ) -> None:
         super().__init__()
-        act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+        act = ACTIVATIONS[activation]
         self.share = is_image_space(obs_space) if share_trunk is None else share_trunk
         self.pi_trunk, d = make_trunk(obs_space, hidden, act, cnn)
         self.v_trunk = self.pi_trunk if self.share else make_trunk(obs_space, hidden, act, cnn)[0]
