@@ -68,9 +68,8 @@ class RolloutBuffer:
             obs, r, term, trunc = env.step(a)
             self._np_rewards[t] = r
             self._np_term[t] = term
-            end = term | trunc
-            self._np_end[t] = end
-            if end.any():
+            np.logical_or(term, trunc, out=self._np_end[t], casting="unsafe")
+            if env.any_end:
                 for i in np.flatnonzero(trunc & ~term):
                     truncated_at.append((t, int(i), env.final_obs[i].copy()))
         dev = self.device

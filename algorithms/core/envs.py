@@ -155,6 +155,7 @@ class VecEnv:
         self.final_obs = self.obs.copy()
         self.raw_final_obs = raw.copy()
         self.raw_rewards = np.zeros(self.n, np.float64)
+        self.any_end = False
 
     @property
     def raw_obs(self) -> np.ndarray:
@@ -192,11 +193,13 @@ class VecEnv:
         rew = np.empty(n, np.float64)
         term = np.empty(n, bool)
         trunc = np.empty(n, bool)
+        any_end = False
         for i, env in enumerate(self.envs):
             o, r, te, tr, info = env.step(actions[i])
             rew[i], term[i], trunc[i] = r, te, tr
             raw_final[i] = o
             if te or tr:
+                any_end = True
                 ep = info.get("episode")
                 if ep is not None:
                     self._episode_returns.append(float(ep["r"]))
@@ -205,13 +208,14 @@ class VecEnv:
             raw_next[i] = o
         if self.norm_obs and self.training:
             self.obs_rms.update(raw_next)  # the returned observations, as VecNormalize
-        done = term | trunc
         self._raw_obs, self.raw_final_obs, self.raw_rewards = raw_next, raw_final, rew
         self.obs = self.normalize_obs(raw_next)
         # where no episode ended the final observations are the returned ones: the same array, not a
         # second normalisation of equal values (read-only for callers, who copy what they keep)
-        self.final_obs = self.normalize_obs(raw_final) if done.any() else self.obs
-        self._update_ret(rew, done)
+        self.final_obs = self.normalize_obs(raw_final) if any_end else self.obs
+        self.any_end = any_end   # did an episode end in this step (for callers: no array reduction)
+        if self.norm_reward:
+            self._update_ret(rew, term | trunc)
         return self.obs, self.normalize_reward(rew), term, trunc
 
     def pop_episodes(self) -> tuple[list[float], list[int]]:
