@@ -178,8 +178,7 @@ class VecEnv:
         return np.minimum(np.maximum(z, -self.clip_reward), self.clip_reward).astype(np.float32)
 
     def _update_ret(self, r: np.ndarray, done: np.ndarray) -> None:
-        if not self.norm_reward:
-            return
+        """R ← γR + r, ret_rms updated while training, R reset where an episode ended (norm_reward only)."""
         self._ret = self._ret * self.gamma + r
         if self.training:
             self.ret_rms.update(self._ret)
