@@ -235,7 +235,7 @@ class ACER(Algorithm):
             self.net = SDNet(obs_space, act_space, cfg.net_arch, cfg.activation, cfg.log_std_init, cfg.cnn)
             d = tuple(act_space.shape)
             self.terms, self.stat_shapes = continuous_terms, {"mean": d, "log_std": d}
-            self.low, self.high = act_space.low, act_space.high
+            self.low, self.high = act_space.low[None], act_space.high[None]   # with the batch axis (as buffer.py)
         self.net = self.net.to(run.device)
         self.avg_net = copy.deepcopy(self.net).requires_grad_(False)
         self.params, self.avg_params = list(self.net.parameters()), list(self.avg_net.parameters())
@@ -301,29 +301,32 @@ class ACER(Algorithm):
             np.int64 if self.discrete else np.float32,
         )
         rewards = np.empty((T, N), np.float32)
-        term, end = np.empty((T, N), bool), np.empty((T, N), bool)
+        term, trunc = np.empty((T, N), bool), np.empty((T, N), bool)
         stats = {k: np.empty((T, N, *shape), np.float32) for k, shape in self.stat_shapes.items()}
         finals: list[tuple[int, int, np.ndarray]] = []
         if self.explicit:    # MLP: actions from the NumPy actor, μ's statistics in one torch forward after
             self.actor.refresh()
             self.actor.rng = np.random.default_rng(torch_seed_for_numpy())   # the torch RNG fixes the stream
-            noise, acted = self.actor.noise(T, N), np.empty((T, *env.obs.shape), np.float32)
+            sample, acted = self.actor.sampler(self.actor.noise(T, N)), np.empty((T, *env.obs.shape), np.float32)
         for t in range(T):
             obs[t] = env.raw_obs
             if self.explicit:
                 acted[t] = env.obs
-                a = self.actor.sample(acted[t], noise[t])
+                a = sample(t, acted[t])
             else:
                 dist = self.net.dist(torch.from_numpy(env.obs).to(self.run.device))
                 a = dist.sample().cpu().numpy()
                 for k, v in self._stats(dist).items():
                     stats[k][t] = v
             actions[t] = a
-            _, _, te, tr = env.step(a if self.discrete else np.clip(a, self.low, self.high))
-            rewards[t], term[t], end[t] = env.raw_rewards, te, te | tr
-            for i in np.flatnonzero(tr & ~te):
-                finals.append((t, int(i), env.raw_final_obs[i].astype(dtype)))
+            # np.clip's Python wrapper costs several times these two ufuncs (the same values)
+            _, _, te, tr = env.step(a if self.discrete else np.minimum(np.maximum(a, self.low), self.high))
+            rewards[t], term[t], trunc[t] = env.raw_rewards, te, tr
+            if env.any_end:
+                for i in np.flatnonzero(tr & ~te):
+                    finals.append((t, int(i), env.raw_final_obs[i].astype(dtype)))
         obs[T] = env.raw_obs
+        end = term | trunc
         if self.explicit:
             dist = self.net.dist(torch.from_numpy(acted.reshape(T * N, -1)).to(self.run.device))
             for k, v in self._stats(dist).items():

@@ -47,6 +47,7 @@ import torch
 from algorithms.base import BaseConfig, ConfigError
 from algorithms.core import explicit
 from algorithms.core.buffer import explained_variance
+from algorithms.core.distributions import Distribution
 from algorithms.core.explicit import FlatAdam, FlatParams
 from algorithms.core.fisher import (
     cg,
@@ -113,7 +114,17 @@ class StepProblem:
     full_step: torch.Tensor                     # Δθ = β s
     max_kl: float                               # δ
     surrogate_before: float                     # L(θ_old)
-    evaluate: Callable[[], tuple[float, float]]  # (L(θ), D̄_KL(π_old ‖ π_θ)) at the current θ
+    evaluate: Callable[[], tuple[float, float, Distribution]]  # (L(θ), D̄_KL(π_old ‖ π_θ), π_θ) at the current θ
+    accepted: tuple[float, float, Distribution] | None = None  # evaluate() at the accepted θ, if take_step made it
+
+
+def minibatch_mse(errs: list[torch.Tensor]) -> torch.Tensor:
+    """(1/B) Σ_t err_t² of each minibatch's errors (B × 1). Minibatches of one size are reduced
+    in one call, which gives each the bits of its own ``err.square().mean()`` (tests/test_trpo.py)
+    for a fifth of the per-call cost."""
+    if all(len(e) == len(errs[0]) for e in errs):
+        return torch.stack(errs).square().mean((1, 2))
+    return torch.stack([e.square().mean() for e in errs])
 
 
 class NPG(OnPolicyActorCritic):
@@ -154,17 +165,18 @@ class NPG(OnPolicyActorCritic):
         """Build g, F·v, s = F⁻¹g (CG) and the full step Δθ = √(2δ / sᵀFs) s at θ_old."""
         cfg, pi = self.cfg, self.policy
         params = pi.actor_parameters()
-        with torch.no_grad():
-            old = pi.dist(obs)                          # π_old, fixed from here on
-            logp_old = old.log_prob(act)
 
         def surrogate_and_kl(dist) -> tuple[torch.Tensor, torch.Tensor]:
             ratio = torch.exp(dist.log_prob(act) - logp_old)
             return (ratio * adv).mean(), old.kl(dist).mean()
 
-        if self.actor_net is not None:                  # MLPs: g and F·v written out
-            surr, g, Fv = self.explicit_gradient_and_fisher(obs, act, adv, logp_old)
+        if self.actor_net is not None:                  # MLPs: π_old, g and F·v from one explicit forward
+            old, surr, g, Fv = self.explicit_gradient_and_fisher(obs, act, adv)
+            logp_old = old.log_prob(act)
         else:
+            with torch.no_grad():
+                old = pi.dist(obs)                      # π_old, fixed from here on
+                logp_old = old.log_prob(act)
             dist = pi.dist(obs)                             # π_θ at θ = θ_old, with graph
             surr, kl = surrogate_and_kl(dist)
             g = flat_grad(surr, params, retain_graph=True)  # g = ∇_θ L(θ_old)
@@ -174,10 +186,11 @@ class NPG(OnPolicyActorCritic):
         beta = (2 * cfg.target_kl / sFs) ** 0.5 if sFs > 0 and np.isfinite(sFs) else 0.0
         full_step = beta * s
 
-        def evaluate() -> tuple[float, float]:
+        def evaluate() -> tuple[float, float, Distribution]:
             with torch.no_grad():
-                L, D = surrogate_and_kl(pi.dist(obs))
-            return float(L), float(D)
+                dist = pi.dist(obs)
+                L, D = surrogate_and_kl(dist)
+            return float(L), float(D), dist
 
         problem = StepProblem(params, flat_params(params), full_step, cfg.target_kl, surr.item(), evaluate)
         diag = {"cg_residual": residual, "step_norm": float(full_step.norm()), "step_size": beta,
@@ -185,9 +198,9 @@ class NPG(OnPolicyActorCritic):
         return problem, diag
 
     @torch.no_grad()
-    def explicit_gradient_and_fisher(self, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor,
-                                     logp_old: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Callable]:
-        """L(θ_old), g and v ↦ (F + λI) v for an MLP actor, without autograd (``core/explicit.py``):
+    def explicit_gradient_and_fisher(self, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor
+                                     ) -> tuple[Distribution, torch.Tensor, torch.Tensor, Callable]:
+        """π_old, L(θ_old), g and v ↦ (F + λI) v for an MLP actor, without autograd (``core/explicit.py``):
 
             g   = (1/N) Σ_t ρ_t A_t J_tᵀ ∂log π(a_t|s_t)/∂φ_t
             F v = (1/N) Σ_t J_tᵀ M_t J_t v
@@ -198,9 +211,8 @@ class NPG(OnPolicyActorCritic):
         net, flat, head, n = self.actor_net, self.actor_flat, self.policy.pi, obs.shape[0]
         flat.check()
         h = explicit.forward(net, obs)
-        dist = head.distribution(h[-1])
-        ratio = torch.exp(dist.log_prob(act) - logp_old)         # ρ_t = 1 at θ_old
-        surr = (ratio * adv).mean()
+        dist = head.distribution(h[-1])             # π_old = π_θ at θ = θ_old (it owns its statistics)
+        surr = adv.mean()                           # L(θ_old) = E_t[ρ_t A_t], ρ_t = 1 at θ_old
         log_std = None if head.discrete else flat.index[id(head.log_std)]
 
         def pull_back(u: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -210,7 +222,7 @@ class NPG(OnPolicyActorCritic):
             explicit.backward(net, h, u[0])
             return flat.grad.clone()
 
-        g = pull_back(tuple((ratio * adv / n).unsqueeze(-1) * s for s in dist.log_prob_grad(act)))
+        g = pull_back(tuple((adv / n).unsqueeze(-1) * s for s in dist.log_prob_grad(act)))   # ρ_t = 1
         damping = self.cfg.cg_damping
 
         def Fv(v: torch.Tensor) -> torch.Tensor:
@@ -219,7 +231,7 @@ class NPG(OnPolicyActorCritic):
             u = (jv,) if log_std is None else (jv, parts[log_std].expand_as(jv))
             return pull_back(tuple(m / n for m in statistics_fisher_product(dist, u))) + damping * v
 
-        return surr, g, Fv
+        return dist, surr, g, Fv
 
     def take_step(self, p: StepProblem) -> dict:
         """NPG: θ = θ_old + Δθ, always accepted."""
@@ -231,7 +243,7 @@ class NPG(OnPolicyActorCritic):
         """``n_critic_updates`` epochs of minibatch MSE on R_t; returns the mean loss.
         ∂/∂V_t of (1/B) Σ_t (V_t − R_t)² is (2/B)(V_t − R_t), back-propagated explicitly for MLPs."""
         cfg, pi, flat, net = self.cfg, self.policy, self.critic_flat, self.critic_net
-        n, B, losses = obs.shape[0], cfg.batch_size, []
+        n, B, losses, errs = obs.shape[0], cfg.batch_size, [], []
         flat.check()
         for _ in range(cfg.n_critic_updates):
             perm = torch.randperm(n).to(obs.device)   # drawn on the host: the same stream on any device
@@ -243,15 +255,14 @@ class NPG(OnPolicyActorCritic):
                     with torch.no_grad():
                         h = explicit.forward(net, o)
                         err = h[-1] - r                               # V_t − R_t, B × 1
-                        loss = err.square().mean()
                         explicit.backward(net, h, err.mul(2.0 / len(r)))
+                    errs.append(err)                                  # its loss is reduced after the loop
                 else:
                     loss = (pi.value(o) - r.squeeze(-1)).pow(2).mean()
                     flat.autograd(loss)
-                    loss = loss.detach()
+                    losses.append(loss.detach())
                 self.critic_opt.step()
-                losses.append(loss)
-        return float(torch.stack(losses).mean())
+        return float((torch.stack(losses) if losses else minibatch_mse(errs)).mean())
 
     def learn(self) -> None:
         cfg, run, buf, pi = self.cfg, self.run, self.buffer, self.policy
@@ -268,9 +279,8 @@ class NPG(OnPolicyActorCritic):
                 p_adv = (p_adv - p_adv.mean()) / (p_adv.std() + 1e-8)
             problem, diag = self.step_problem(p_obs, p_act, p_adv)
             diag.update(self.take_step(problem))
-            surrogate_after, kl = problem.evaluate()
+            surrogate_after, kl, dist = problem.accepted or problem.evaluate()   # at the θ now taken
             with torch.no_grad():
-                dist = pi.dist(p_obs)
                 log_ratio = dist.log_prob(p_act) - buf.flat(buf.logp)[0][::k]
             diag.update(kl=kl, max_kl=problem.max_kl, surrogate_before=problem.surrogate_before,
                         surrogate_after=surrogate_after, entropy=float(dist.entropy().mean()),
@@ -293,8 +303,10 @@ class TRPO(NPG):
         cfg = self.cfg
         for k in range(cfg.line_search_max_iter):
             set_flat_params(p.params, p.theta_old + cfg.line_search_shrinking_factor ** k * p.full_step)
-            surrogate, kl = p.evaluate()
+            p.accepted = p.evaluate()
+            surrogate, kl, _ = p.accepted
             if kl <= p.max_kl and surrogate > p.surrogate_before:
                 return {"line_search_steps": k + 1, "step_accepted": 1}
+        p.accepted = None
         set_flat_params(p.params, p.theta_old)          # nothing accepted: θ = θ_old, bitwise
         return {"line_search_steps": cfg.line_search_max_iter, "step_accepted": 0}

@@ -207,8 +207,8 @@ def test_numpy_actor_records_the_statistics_of_the_observations_it_acted_on():
     """With observation normalisation the batch is re-normalised after the rollout, so μ must be stored
     for the observations as normalised when each action was drawn: those the NumPy actor saw."""
     algo = ACER(ACERConfig(n_envs=2, n_steps=50, norm_obs=True), FakeRun("Pendulum-v1", 2000))
-    seen, sample = [], algo.actor.sample
-    algo.actor.sample = lambda obs, noise=None: (seen.append(obs.copy()), sample(obs, noise))[1]
+    seen, statistics = [], algo.actor.statistics
+    algo.actor.statistics = lambda obs: (seen.append(obs.copy()), statistics(obs))[1]
     for _ in range(2):                         # the second rollout's statistics have moved
         seen.clear()
         batch, _ = algo.collect()

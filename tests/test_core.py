@@ -42,6 +42,24 @@ def test_gae_matches_direct_sum_with_terminations_and_truncations():
     np.testing.assert_allclose(R.numpy(), expected + v, rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gae_one_env_scalar_loop_matches_direct_sum_and_the_array_loop_bit_for_bit(dtype):
+    """N = 1 takes a scalar loop: it must equal the direct sum, and the array loop (N > 1) on the
+    same column bit for bit."""
+    g = np.random.default_rng(5)
+    T = 300
+    r, v, vn = g.normal(size=(T, 1)), g.normal(size=(T, 1)), g.normal(size=(T, 1))
+    term = g.random((T, 1)) < 0.03
+    end = term | (g.random((T, 1)) < 0.03)
+    one = [torch.tensor(x, dtype=dtype) for x in (r, v, vn, term, end)]
+    A1, R1 = gae(*one, gamma=0.99, lam=0.95)
+    A2, R2 = gae(*(torch.cat([x, x], 1) for x in one), gamma=0.99, lam=0.95)
+    assert A1.dtype == dtype and A1.shape == (T, 1)
+    assert torch.equal(A1[:, 0], A2[:, 0]) and torch.equal(R1[:, 0], R2[:, 0])
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    np.testing.assert_allclose(A1.numpy(), gae_direct(r, v, vn, term, end, 0.99, 0.95), rtol=tol, atol=tol)
+
+
 def test_gae_truncation_bootstraps_but_termination_does_not():
     one = torch.ones(1, 1)
     zero = torch.zeros(1, 1)

@@ -67,6 +67,10 @@ def test_noise_drawn_for_the_rollout_gives_the_per_step_actions(space):
     a = np.stack([bulk.sample(obs[t], noise[t]) for t in range(50)])
     b = np.stack([per_step.sample(obs[t]) for t in range(50)])
     assert a.dtype == b.dtype and np.array_equal(a, b)
+    # the rollout's sampler (σ·ε formed up front for a Gaussian): the same bits again
+    sample_t = bulk.sampler(noise)
+    c = np.stack([sample_t(t, obs[t]) for t in range(50)])
+    assert c.dtype == b.dtype and np.array_equal(c, b)
 
 
 @pytest.mark.parametrize("shape", [(2, 11), (1, 17), (8, 3), (2,), (5,), (3, 1)])

@@ -126,8 +126,8 @@ def test_failed_line_search_restores_theta_old_bitwise(force):
 
     def evaluate():
         trials.append(flat_params(problem.params))
-        surrogate, kl = real_evaluate()
-        return (surrogate - 1.0 if force == "surrogate_never_improves" else surrogate), kl
+        surrogate, kl, dist = real_evaluate()
+        return (surrogate - 1.0 if force == "surrogate_never_improves" else surrogate), kl, dist
 
     problem = dataclasses.replace(problem, evaluate=evaluate,
                                   max_kl=1e-30 if force == "tiny_delta" else problem.max_kl)
@@ -136,15 +136,20 @@ def test_failed_line_search_restores_theta_old_bitwise(force):
     assert len(trials) == algo.cfg.line_search_max_iter
     assert all(not torch.equal(t, problem.theta_old) for t in trials)     # the trials did move θ
     assert all(torch.equal(p, q) for p, q in zip(problem.params, before))
+    assert problem.accepted is None      # what learn() then logs is evaluated afresh at θ_old
 
 
 def test_line_search_accepts_first_admissible_point():
     algo = make(TRPO)
-    problem, _ = algo.step_problem(*batch(algo))
+    obs, act, adv = batch(algo)
+    problem, _ = algo.step_problem(obs, act, adv)
     out = algo.take_step(problem)
     assert out["step_accepted"] == 1 and 1 <= out["line_search_steps"] <= algo.cfg.line_search_max_iter
-    surrogate, kl = problem.evaluate()
+    surrogate, kl, dist = problem.evaluate()
     assert kl <= problem.max_kl and surrogate > problem.surrogate_before
+    # what take_step hands learn() to log is that evaluation at the accepted θ, bit for bit
+    L, D, kept = problem.accepted
+    assert (L, D) == (surrogate, kl) and torch.equal(kept.log_prob(act), dist.log_prob(act))
     fraction = algo.cfg.line_search_shrinking_factor ** (out["line_search_steps"] - 1)
     assert torch.equal(flat_params(problem.params), problem.theta_old + fraction * problem.full_step)
 
@@ -193,7 +198,7 @@ def test_log_std_is_optimised():
     log_std = algo.policy.pi.log_std
     assert any(p is log_std for p in problem.params)
     before = log_std.detach().clone()
-    algo.take_step(dataclasses.replace(problem, evaluate=lambda: (math.inf, 0.0)))   # accept the full step
+    algo.take_step(dataclasses.replace(problem, evaluate=lambda: (math.inf, 0.0, None)))   # accept the full step
     assert not torch.equal(log_std.detach(), before)
 
 
@@ -362,7 +367,9 @@ def test_explicit_gradient_and_fisher_equal_autograd(env_id, activation):
     with torch.no_grad():
         old = pi.dist(obs)
         logp_old = old.log_prob(act)
-    surr, g, Fv = algo.explicit_gradient_and_fisher(obs, act, adv, logp_old)
+    old_explicit, surr, g, Fv = algo.explicit_gradient_and_fisher(obs, act, adv)
+    # π_old from the explicit forward: the module's forward, bit for bit (the update's ρ_t are exactly 1)
+    assert torch.equal(old_explicit.log_prob(act), logp_old)
     dist = pi.dist(obs)
     surr_ref = (torch.exp(dist.log_prob(act) - logp_old) * adv).mean()
     params = pi.actor_parameters()
@@ -373,3 +380,15 @@ def test_explicit_gradient_and_fisher_equal_autograd(env_id, activation):
     for k in range(3):
         v = torch.randn(g.shape, generator=torch.Generator().manual_seed(k))
         torch.testing.assert_close(Fv(v), Fv_ref(v), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("B", [1, 7, 64, 100, 128, 2048])
+def test_minibatch_mse_in_one_call_has_each_minibatchs_bits(B):
+    """The critic's logged loss reduces its minibatches' errors after the loop: every minibatch's
+    mean squared error must be that of reducing it alone, bit for bit (and with a shorter last one)."""
+    from algorithms.trpo import minibatch_mse
+    g = torch.Generator().manual_seed(B)
+    errs = [3 * torch.randn(B, 1, generator=g) for _ in range(40)]
+    assert torch.equal(minibatch_mse(errs), torch.stack([e.square().mean() for e in errs]))
+    ragged = errs + [torch.randn(max(B // 3, 1), 1, generator=g)] if B > 1 else errs[:1] + [torch.randn(2, 1)]
+    assert torch.equal(minibatch_mse(ragged), torch.stack([e.square().mean() for e in ragged]))

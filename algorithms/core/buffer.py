@@ -25,15 +25,16 @@ class RolloutBuffer:
         self.obs = torch.zeros((T, self.N, *obs_space.shape), dtype=obs_dtype)
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
         self.actions = torch.zeros((T, self.N) if self.discrete else (T, self.N, *act_space.shape))
-        if not self.discrete:
-            self.low = act_space.low
-            self.high = act_space.high
+        if not self.discrete:   # bounds with the batch axis: one env's action clips without broadcasting set-up
+            self.low = act_space.low[None]
+            self.high = act_space.high[None]
         self.logp, self.values, self.rewards, self.next_values = (torch.zeros(T, self.N) for _ in range(4))
         self.terminated, self.episode_end = torch.zeros(T, self.N), torch.zeros(T, self.N)
         self._np_obs = self.obs.numpy()               # views: the loop writes into the tensors
         self._np_actions = self.actions.numpy()
         self._np_rewards, self._np_term, self._np_end = (
             x.numpy() for x in (self.rewards, self.terminated, self.episode_end))
+        self._np_trunc = np.zeros((T, self.N), bool)   # the loop's truncations; episode_end is formed after it
         self._actor: NumpyActor | None = None
 
     def _sampler(self, policy: ActorCritic):
@@ -47,8 +48,7 @@ class RolloutBuffer:
             # re-seeded from torch's generator at every rollout: the checkpointed torch RNG
             # state then fixes the action stream, and a resumed run continues bit for bit
             actor.rng = np.random.default_rng(torch_seed_for_numpy())
-            noise = actor.noise(self.T, self.N)
-            return lambda t, o: actor.sample(o, noise[t])
+            return actor.sampler(actor.noise(self.T, self.N))
         return lambda t, o: policy.dist(torch.as_tensor(o, device=self.device)).sample().cpu().numpy()
 
     @torch.inference_mode()
@@ -68,10 +68,11 @@ class RolloutBuffer:
             obs, r, term, trunc = env.step(a)
             self._np_rewards[t] = r
             self._np_term[t] = term
-            np.logical_or(term, trunc, out=self._np_end[t], casting="unsafe")
+            self._np_trunc[t] = trunc
             if env.any_end:
                 for i in np.flatnonzero(trunc & ~term):
                     truncated_at.append((t, int(i), env.final_obs[i].copy()))
+        np.logical_or(self._np_term, self._np_trunc, out=self._np_end, casting="unsafe")   # e_t = d_t ∨ truncated
         dev = self.device
         flat_obs = self._batch(self.obs.reshape(self.T * self.N, *self.obs.shape[2:]), policy)
         dist, v = policy(flat_obs)

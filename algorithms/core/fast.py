@@ -22,8 +22,9 @@ from algorithms.core.nets import ActorCritic, linear_stack
 
 
 def _numpy_layers(linears: list[tuple[nn.Linear, str]]) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """[(Wᵀ, b, activation)] as NumPy copies."""
-    return [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy(), act)
+    """[(Wᵀ, b, activation)] as NumPy copies, b as a 1 × out row: added to one observation's 1 × out
+    row it skips NumPy's broadcasting set-up (0.3 against 0.7 µs a layer), the same sums."""
+    return [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().reshape(1, -1).copy(), act)
             for m, act in linears]
 
 
@@ -73,6 +74,20 @@ class NumpyActor:
         if self.discrete:
             return self.rng.random((*batch, 1))
         return self.rng.standard_normal((*batch, self.std.shape[0]), dtype=np.float32)
+
+    def sampler(self, noise: np.ndarray):
+        """``(t, obs) ↦ sample(obs, noise[t])`` for a rollout's ``noise`` drawn up front, the same bits.
+        Continuous: σ·ε is formed for the whole rollout at once (the same float32 products) and
+        added to φ in place, one ufunc call a step instead of two."""
+        if self.discrete:
+            return lambda t, obs: self.sample(obs, noise[t])
+        step = self.std * noise
+
+        def sample_t(t: int, obs: np.ndarray) -> np.ndarray:
+            phi = self.statistics(obs)
+            phi += step[t]
+            return phi
+        return sample_t
 
     def sample(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """Actions for a batch of observations, from ``noise`` (``self.noise(len(obs))`` if None)."""
