@@ -85,7 +85,7 @@ def one_device(space: gym.Space, dev: str) -> tuple[dict[str, float], dict[str, 
     with torch.no_grad():
         old = npg.policy.dist(obs)
         logp_old = old.log_prob(act)
-    _, g, Fv = npg.explicit_gradient_and_fisher(obs, act, A, logp_old)
+    _, _, g, Fv = npg.explicit_gradient_and_fisher(obs, act, A)      # π_old from its own explicit forward
     dist, params = npg.policy.dist(obs), npg.policy.actor_parameters()
     g_ref = flat_grad((torch.exp(dist.log_prob(act) - logp_old) * A).mean(), params, retain_graph=True)
     Fv_ref = kl_hessian_fvp(old.kl(dist).mean(), params, 0.1)
