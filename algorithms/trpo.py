@@ -303,9 +303,10 @@ class TRPO(NPG):
         cfg = self.cfg
         for k in range(cfg.line_search_max_iter):
             set_flat_params(p.params, p.theta_old + cfg.line_search_shrinking_factor ** k * p.full_step)
-            p.accepted = p.evaluate()
-            surrogate, kl, _ = p.accepted
+            evaluation = p.evaluate()
+            surrogate, kl, _ = evaluation
             if kl <= p.max_kl and surrogate > p.surrogate_before:
+                p.accepted = evaluation                     # what learn() logs: L, D̄_KL and π_θ at this θ
                 return {"line_search_steps": k + 1, "step_accepted": 1}
         p.accepted = None
         set_flat_params(p.params, p.theta_old)          # nothing accepted: θ = θ_old, bitwise
