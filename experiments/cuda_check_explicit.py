@@ -15,7 +15,7 @@ results/device/explicit_cuda_check.json (every relative difference < 1.1e-6; ACE
 against autograd 2.0e-7 on the device, CUDA against CPU 1.1e-6). The tracked tree had grown past the
 device's 64 MiB transfer limit (64.3 MiB), so ``results/snapshot/replication/runs`` was moved aside
 for that one call. The first result, of 2026-11-26 (PPO and NPG only), was of the same size (all < 8e-7).
-Rerun on an H200 at 17:40 UTC the same day at `7ad3e36` (NPG's π_old now from the explicit
+Rerun on an H200 at 17:29 UTC the same day at `7ad3e36` (NPG's π_old now from the explicit
 forward; ``results/snapshot`` moved aside for the call): passed, every relative difference < 8.6e-7."""
 import json
 import sys
