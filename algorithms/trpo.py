@@ -118,11 +118,16 @@ class StepProblem:
     accepted: tuple[float, float, Distribution] | None = None  # evaluate() at the accepted θ, if take_step made it
 
 
+REDUCTION_GRAIN = 32768   # torch's GRAIN_SIZE: a CPU reduction of more elements may be split across threads
+
+
 def minibatch_mse(errs: list[torch.Tensor]) -> torch.Tensor:
-    """(1/B) Σ_t err_t² of each minibatch's errors (B × 1). Minibatches of one size are reduced
-    in one call, which gives each the bits of its own ``err.square().mean()`` (tests/test_trpo.py)
-    for a fifth of the per-call cost."""
-    if all(len(e) == len(errs[0]) for e in errs):
+    """(1/B) Σ_t err_t² of each minibatch's errors (B × 1). On the CPU, minibatches of one size up to
+    ``REDUCTION_GRAIN`` rows are reduced in one call, which gives each the bits of its own
+    ``err.square().mean()`` (tests/test_trpo.py) for a fifth of the per-call cost; otherwise (a larger
+    minibatch, which torch may split across threads; another device) one reduction each."""
+    B = len(errs[0])
+    if errs[0].device.type == "cpu" and B <= REDUCTION_GRAIN and all(len(e) == B for e in errs):
         return torch.stack(errs).square().mean((1, 2))
     return torch.stack([e.square().mean() for e in errs])
 

@@ -382,13 +382,20 @@ def test_explicit_gradient_and_fisher_equal_autograd(env_id, activation):
         torch.testing.assert_close(Fv(v), Fv_ref(v), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("B", [1, 7, 64, 100, 128, 2048])
-def test_minibatch_mse_in_one_call_has_each_minibatchs_bits(B):
+@pytest.mark.parametrize("B", [1, 7, 64, 100, 128, 2048, 32768, 32769])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_minibatch_mse_in_one_call_has_each_minibatchs_bits(B, threads):
     """The critic's logged loss reduces its minibatches' errors after the loop: every minibatch's
-    mean squared error must be that of reducing it alone, bit for bit (and with a shorter last one)."""
+    mean squared error must be that of reducing it alone, bit for bit (and with a shorter last one),
+    also where torch would split a large single reduction across threads (B > 32 768)."""
     from algorithms.trpo import minibatch_mse
-    g = torch.Generator().manual_seed(B)
-    errs = [3 * torch.randn(B, 1, generator=g) for _ in range(40)]
-    assert torch.equal(minibatch_mse(errs), torch.stack([e.square().mean() for e in errs]))
-    ragged = errs + [torch.randn(max(B // 3, 1), 1, generator=g)] if B > 1 else errs[:1] + [torch.randn(2, 1)]
-    assert torch.equal(minibatch_mse(ragged), torch.stack([e.square().mean() for e in ragged]))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(B)
+        errs = [3 * torch.randn(B, 1, generator=g) for _ in range(40)]
+        assert torch.equal(minibatch_mse(errs), torch.stack([e.square().mean() for e in errs]))
+        ragged = errs + [torch.randn(max(B // 3, 2), 1, generator=g)]
+        assert torch.equal(minibatch_mse(ragged), torch.stack([e.square().mean() for e in ragged]))
+    finally:
+        torch.set_num_threads(before)
