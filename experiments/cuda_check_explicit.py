@@ -16,7 +16,9 @@ against autograd 2.0e-7 on the device, CUDA against CPU 1.1e-6). The tracked tre
 device's 64 MiB transfer limit (64.3 MiB), so ``results/snapshot/replication/runs`` was moved aside
 for that one call. The first result, of 2026-11-26 (PPO and NPG only), was of the same size (all < 8e-7).
 Rerun on an H200 at 17:29 UTC the same day at `7ad3e36` (NPG's π_old now from the explicit
-forward; ``results/snapshot`` moved aside for the call): passed, every relative difference < 8.6e-7."""
+forward; ``results/snapshot`` moved aside for the call): passed, every relative difference < 8.6e-7; and
+at 17:51 with ``npg_pi_old_vs_module`` (π_old's log-probabilities from the explicit forward against the
+module's): 0.0 on the CPU and on the device, the rest as before."""
 import json
 import sys
 
@@ -87,7 +89,7 @@ def one_device(space: gym.Space, dev: str) -> tuple[dict[str, float], dict[str, 
     with torch.no_grad():
         old = npg.policy.dist(obs)
         logp_old = old.log_prob(act)
-    _, _, g, Fv = npg.explicit_gradient_and_fisher(obs, act, A)      # π_old from its own explicit forward
+    old_exp, _, g, Fv = npg.explicit_gradient_and_fisher(obs, act, A)   # π_old from its own explicit forward
     dist, params = npg.policy.dist(obs), npg.policy.actor_parameters()
     g_ref = flat_grad((torch.exp(dist.log_prob(act) - logp_old) * A).mean(), params, retain_graph=True)
     Fv_ref = kl_hessian_fvp(old.kl(dist).mean(), params, 0.1)
@@ -95,7 +97,8 @@ def one_device(space: gym.Space, dev: str) -> tuple[dict[str, float], dict[str, 
     Fv_v = Fv(v)
     numbers = {"ppo_explicit_vs_autograd": rel(g_auto, g_exp),
                "flat_adam_vs_torch_adam": rel(theta_ref, ppo.flat.theta),
-               "npg_g_vs_autograd": rel(g_ref, g), "npg_Fv_vs_kl_hessian": rel(Fv_ref(v), Fv_v)}
+               "npg_g_vs_autograd": rel(g_ref, g), "npg_Fv_vs_kl_hessian": rel(Fv_ref(v), Fv_v),
+               "npg_pi_old_vs_module": rel(logp_old, old_exp.log_prob(act))}
     return numbers, {"g_exp": g_exp, "theta": ppo.flat.theta.clone(), "g": g, "Fv": Fv_v}
 
 
