@@ -59,6 +59,7 @@ from algorithms.base import Algorithm, BaseConfig, ConfigError
 from algorithms.core.acer_ops import TermsConfig, average_, next_values, retrace, softmax_tangent, tr_diagnostics
 from algorithms.core.activations import ACTIVATIONS
 from algorithms.core.distributions import Categorical
+from algorithms.core.envs import action_clipper
 from algorithms.core.explicit import FlatParams, FlatRMSprop
 from algorithms.core.fast import NumpyActor, torch_seed_for_numpy
 from algorithms.core.nets import make_trunk, ortho_init
@@ -235,7 +236,7 @@ class ACER(Algorithm):
             self.net = SDNet(obs_space, act_space, cfg.net_arch, cfg.activation, cfg.log_std_init, cfg.cnn)
             d = tuple(act_space.shape)
             self.terms, self.stat_shapes = continuous_terms, {"mean": d, "log_std": d}
-            self.low, self.high = act_space.low[None], act_space.high[None]   # with the batch axis (as buffer.py)
+            self.clip = action_clipper(act_space)
         self.net = self.net.to(run.device)
         self.avg_net = copy.deepcopy(self.net).requires_grad_(False)
         self.params, self.avg_params = list(self.net.parameters()), list(self.avg_net.parameters())
@@ -319,8 +320,7 @@ class ACER(Algorithm):
                 for k, v in self._stats(dist).items():
                     stats[k][t] = v
             actions[t] = a
-            # np.clip's Python wrapper costs several times these two ufuncs (the same values)
-            _, _, te, tr = env.step(a if self.discrete else np.minimum(np.maximum(a, self.low), self.high))
+            _, _, te, tr = env.step(a if self.discrete else self.clip(a))
             rewards[t], term[t], trunc[t] = env.raw_rewards, te, tr
             if env.any_end:
                 for i in np.flatnonzero(tr & ~te):

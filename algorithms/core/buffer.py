@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from algorithms.core.envs import VecEnv
+from algorithms.core.envs import VecEnv, action_clipper
 from algorithms.core.fast import NumpyActor, torch_seed_for_numpy
 from algorithms.core.gae import gae
 from algorithms.core.nets import ActorCritic
@@ -25,9 +25,7 @@ class RolloutBuffer:
         self.obs = torch.zeros((T, self.N, *obs_space.shape), dtype=obs_dtype)
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
         self.actions = torch.zeros((T, self.N) if self.discrete else (T, self.N, *act_space.shape))
-        if not self.discrete:   # bounds with the batch axis: one env's action clips without broadcasting set-up
-            self.low = act_space.low[None]
-            self.high = act_space.high[None]
+        self.clip = None if self.discrete else action_clipper(act_space)
         self.logp, self.values, self.rewards, self.next_values = (torch.zeros(T, self.N) for _ in range(4))
         self.terminated, self.episode_end = torch.zeros(T, self.N), torch.zeros(T, self.N)
         self._np_obs = self.obs.numpy()               # views: the loop writes into the tensors
@@ -63,8 +61,8 @@ class RolloutBuffer:
             self._np_obs[t] = obs
             a = sample(t, obs)
             self._np_actions[t] = a
-            if not self.discrete:   # np.clip's Python wrapper costs several times these two ufuncs
-                a = np.minimum(np.maximum(a, self.low), self.high)
+            if self.clip is not None:
+                a = self.clip(a)
             obs, r, term, trunc = env.step(a)
             self._np_rewards[t] = r
             self._np_term[t] = term
