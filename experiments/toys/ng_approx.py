@@ -125,6 +125,11 @@ def one(width: int, seed: int, dampings: float | tuple[float, ...]) -> list[dict
     F = exact_fisher(net, obs)
     t_form = time.perf_counter() - t0
 
+    def row(damping: float, method: str, cosine: float, rel_err: float, seconds: float) -> dict:
+        return {"width": width, "n_params": P, "seed": seed, "damping": damping, "method": method,
+                "cosine": cosine, "rel_err": rel_err, "flops": flops(net, method, P),
+                "flops_exact": flops(net, "exact", P), "seconds": seconds}
+
     rows = []
     for damping in (dampings if isinstance(dampings, tuple) else (dampings,)):
         t0 = time.perf_counter()
@@ -145,12 +150,9 @@ def one(width: int, seed: int, dampings: float | tuple[float, ...]) -> list[dict
 
         for method, d, secs in (("gradient", g, 0.0), ("cg", d_cg, t_cg), ("kfac", d_kfac, t_kfac)):
             d = d.detach().double()
-            rows.append({"width": width, "n_params": P, "seed": seed, "damping": damping, "method": method,
-                         "cosine": float(d @ u / (d.norm() * u.norm())), "rel_err": float((d - u).norm() / u.norm()),
-                         "flops": flops(net, method, P), "flops_exact": flops(net, "exact", P), "seconds": secs})
-        rows.append({"width": width, "n_params": P, "seed": seed, "damping": damping, "method": "exact",
-                     "cosine": 1.0, "rel_err": 0.0, "flops": flops(net, "exact", P),
-                     "flops_exact": flops(net, "exact", P), "seconds": t_exact})
+            cosine, rel_err = float(d @ u / (d.norm() * u.norm())), float((d - u).norm() / u.norm())
+            rows.append(row(damping, method, cosine, rel_err, secs))
+        rows.append(row(damping, "exact", 1.0, 0.0, t_exact))
     return rows
 
 
