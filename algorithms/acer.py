@@ -54,7 +54,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from algorithms.acer_continuous import ExplicitSDN, SDNet, continuous_terms
+from algorithms.acer_continuous import SDNet, continuous_terms
+from algorithms.acer_numpy import NumpySDN
 from algorithms.base import Algorithm, BaseConfig, ConfigError
 from algorithms.core.acer_ops import TermsConfig, average_, next_values, retrace, softmax_tangent, tr_diagnostics
 from algorithms.core.activations import ACTIVATIONS
@@ -240,11 +241,11 @@ class ACER(Algorithm):
         self.net = self.net.to(run.device)
         self.avg_net = copy.deepcopy(self.net).requires_grad_(False)
         self.params, self.avg_params = list(self.net.parameters()), list(self.avg_net.parameters())
-        # continuous actions on vector observations: θ and θ_avg flat, the backward pass written out
-        self.explicit = not self.discrete and ExplicitSDN.supports(self.net)
+        # continuous actions, MLPs on the CPU: θ and θ_avg flat, the update written out in NumPy (acer_numpy)
+        self.explicit = not self.discrete and NumpySDN.supports(self.net)
         if self.explicit:
             self.flat, self.avg_flat = FlatParams(self.params), FlatParams(self.avg_params)
-            self.sdn = ExplicitSDN(self.net, self.avg_net, self.flat, self.avg_flat)
+            self.sdn = NumpySDN(self.net, self.avg_net, self.flat, self.avg_flat)
             self.actor = NumpyActor(self.net.pi_trunk, self.net.mean, self.net.log_std, 0)
             self.opt = FlatRMSprop(self.flat, cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps,
                                    tf_like=cfg.rmsprop_tf_like)
@@ -361,12 +362,12 @@ class ACER(Algorithm):
         return {**out["diag"], "grad_norm": grad_norm}
 
     @torch.no_grad()
-    def explicit_update(self, batch: Trajectory) -> dict[str, torch.Tensor]:
-        """``update`` for continuous actions on MLPs: the same terms, the gradients of the loss w.r.t.
-        (μ, log σ, V, A) taken back through the network by ``ExplicitSDN``, then clipping, RMSProp
-        and θ_avg ← α θ_avg + (1 − α) θ on the flat vectors. Tested against ``update``'s autograd."""
-        out = self.sdn.gradient(batch.to(self.run.device), self.cfg)
-        grad_norm = self.flat.clip_grad_norm(self.cfg.max_grad_norm)
+    def explicit_update(self, batch: Trajectory) -> dict[str, float]:
+        """``update`` for continuous actions on MLPs on the CPU: the same terms and ∇_θ loss written out in
+        NumPy (``NumpySDN``), then clipping, RMSProp and θ_avg ← α θ_avg + (1 − α) θ on the flat vectors.
+        Tested against ``update``'s autograd (``tests/test_acer_numpy.py``)."""
+        out = self.sdn.gradient(batch, self.cfg)
+        grad_norm = float(self.flat.clip_grad_norm(self.cfg.max_grad_norm))
         self.opt.step()
         self.avg_flat.theta.lerp_(self.flat.theta, 1.0 - self.cfg.alpha)
         return {**out["diag"], "grad_norm": grad_norm}
@@ -395,7 +396,10 @@ class ACER(Algorithm):
                     for _ in range(n_replay):
                         diags.append(self.update(self.replay_batch()))
             keys = list(diags[0])
-            means = torch.stack([torch.stack([d[k] for k in keys]) for d in diags])
+            if self.explicit:    # floats (float32 as the torch path's tensors)
+                means = np.array([[d[k] for k in keys] for d in diags], np.float32)
+            else:
+                means = torch.stack([torch.stack([d[k] for k in keys]) for d in diags])
             diag = dict(zip(keys, means.mean(0).tolist()))
             rep = means[1:].mean(0).tolist() if n_replay else [float("nan")] * len(keys)
             diag.update(mean_rho_replay=rep[keys.index("mean_rho")],

@@ -21,10 +21,10 @@ The critic minimises ½ (Q^ret_t − Q̃(s_t, a_t))² + ½ (V^target_t − V(s_t
 V^target_t = min(1, ρ_t) (Q^ret_t − Q̃(s_t, a_t)) + V(s_t) (the paper's extra V gradient).
 
 g and k are closed forms in φ: ∇_μ log f(a|φ) = (a − μ)/σ², ∇_log σ log f(a|φ) = ((a − μ)/σ)² − 1,
-∇_log σ H = 1, and k = ((μ − μ_avg)/σ², 1 − (σ_avg² + (μ − μ_avg)²)/σ²). The network is evaluated
-by ``ModuleSDN`` (autograd through ``loss``; any trunk) or, for MLP trunks, by ``ExplicitSDN``, which
-takes ``grads`` — the loss's gradients w.r.t. μ, log σ, V and A, also in closed form — back through
-the layers by hand (``core/explicit.py``; tested against the autograd path).
+∇_log σ H = 1, and k = ((μ − μ_avg)/σ², 1 − (σ_avg² + (μ − μ_avg)²)/σ²). ``continuous_terms`` evaluates
+the network through its modules and returns the loss for autograd (any trunk, CNNs included, any
+device). For MLP trunks on the CPU the same update is written out in NumPy, gradient included
+(``algorithms.acer_numpy``; tested against this function's loss differentiated by autograd).
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from algorithms.core import explicit
 from algorithms.core.acer_ops import TermsConfig, next_values, retrace, tr_diagnostics
 from algorithms.core.activations import ACTIVATIONS
 from algorithms.core.distributions import DiagGaussian
-from algorithms.core.nets import is_image_space, linear_stack, make_trunk, ortho_init
+from algorithms.core.nets import is_image_space, make_trunk, ortho_init
 from algorithms.core.replay import Trajectory
 
 
@@ -107,88 +106,10 @@ class ModuleSDN:
         return self.net.advantage(self.h[: actions.shape[1]], actions)
 
 
-class ExplicitSDN:
-    """The same network written out (``core/explicit.py``) on θ = ``flat`` and θ_avg = ``avg_flat``,
-    for MLP trunks: forward keeps every layer's output, and ``backward`` takes the gradients of the
-    loss w.r.t. the network's outputs (μ, log σ, V, A) into ``flat.grad``.
-
-    A(s, a) = w₂ᵀ f(W₁ [h_v(s); a] + b₁) + b₂ is evaluated for K actions per state; with
-    W₁ = [W_h  W_a], the state's part h_v W_hᵀ + b₁ is computed once per state, not K times:
-
-        u_k = f(h_v W_hᵀ + b₁ + a_k W_aᵀ),      A_k = u_k w₂ + b₂
-        ∂L/∂W_h = (Σ_k δ_k)ᵀ h_v,   ∂L/∂W_a = Σ_k δ_kᵀ a_k,   ∂L/∂h_v = (Σ_k δ_k) W_h + ∂L/∂V · w_V
-    with δ_k = ∂L/∂(pre-activation of u_k).
-    """
-
-    def __init__(self, net: SDNet, avg: SDNet, flat: explicit.FlatParams, avg_flat: explicit.FlatParams) -> None:
-        self.net, self.avg, self.flat = net, avg, flat
-        self.pi = explicit.layers(net.pi_trunk, net.mean, flat)
-        self.v_trunk = explicit.layers(net.v_trunk, None, flat)
-        self.v = explicit.layers(nn.Sequential(), net.v, flat)
-        self.adv = explicit.layers(net.adv, None, flat)      # [W₁, w₂]
-        d = self.adv[0].W.shape[1] - net.mean.out_features
-        L1 = self.adv[0]
-        self.W_h, self.W_a, self.dW_h, self.dW_a = L1.W[:, :d], L1.W[:, d:], L1.dW[:, :d], L1.dW[:, d:]
-        self.avg_pi = explicit.layers(avg.pi_trunk, avg.mean, avg_flat)
-        self.log_std, self.avg_log_std = net.log_std.detach(), avg.log_std.detach()
-        self.d_log_std = flat.grad_of[id(net.log_std)]
-
-    @staticmethod
-    def supports(net: SDNet) -> bool:
-        return (net.pi_trunk is not net.v_trunk and linear_stack(net.pi_trunk) is not None
-                and linear_stack(net.v_trunk) is not None)
-
-    def values(self, obs: torch.Tensor) -> torch.Tensor:
-        self.h_v = explicit.forward(self.v_trunk, obs)
-        return explicit.forward(self.v, self.h_v[-1])[-1].squeeze(-1)
-
-    def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.h_pi = explicit.forward(self.pi, obs)
-        return self.h_pi[-1], self.log_std
-
-    def avg_policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return explicit.forward(self.avg_pi, obs)[-1], self.avg_log_std
-
-    def advantage(self, actions: torch.Tensor) -> torch.Tensor:
-        (L1, L2), (K, M, D) = self.adv, actions.shape
-        self.M, self.a = M, actions.reshape(K * M, D)
-        z = torch.addmm(L1.b, self.h_v[-1][:M], self.W_h.t())                 # h_v W_hᵀ + b₁, once per state
-        self.u = explicit.activate_((self.a @ self.W_a.t()).view(K, M, -1).add_(z), L1.act).view(K * M, -1)
-        return torch.addmm(L2.b, self.u, L2.Wt).view(K, M)
-
-    @torch.no_grad()
-    def gradient(self, batch: Trajectory, cfg: TermsConfig) -> dict:
-        """``continuous_terms`` of ``batch`` with ∇_θ loss written into ``flat.grad``; returns the terms."""
-        out = continuous_terms(self.net, self.avg, batch, cfg, self)
-        d = out["grads"]
-        self.backward(d["mean"], d["log_std"], d["V"], d["A"])
-        return out
-
-    def backward(self, d_mean: torch.Tensor, d_log_std: torch.Tensor, d_V: torch.Tensor, d_A: torch.Tensor) -> None:
-        """∂L/∂μ (M, D), ∂L/∂log σ (D,), ∂L/∂V (M,) for the first M rows, ∂L/∂A (K, M) → ∂L/∂θ."""
-        (L1, L2), M, K = self.adv, self.M, d_A.shape[0]
-        d_A = d_A.reshape(K * M, 1)
-        torch.mm(d_A.t(), self.u, out=L2.dW)
-        torch.sum(d_A, 0, out=L2.db)
-        delta = explicit.activation_backward(d_A @ L2.W, self.u, L1.act)    # δ_k, (K·M, H)
-        self.dW_a.copy_(delta.t() @ self.a)
-        delta_s = delta.view(K, M, -1).sum(0)                                # Σ_k δ_k, (M, H)
-        h_v = [h[:M] for h in self.h_v]
-        self.dW_h.copy_(delta_s.t() @ h_v[-1])
-        torch.sum(delta_s, 0, out=L1.db)
-        d_h = explicit.backward(self.v, [h_v[-1], None], d_V.unsqueeze(-1), input_grad=True)
-        d_h.addmm_(delta_s, self.W_h)
-        explicit.backward(self.v_trunk, h_v, d_h)
-        explicit.backward(self.pi, self.h_pi, d_mean)
-        self.d_log_std.copy_(d_log_std)
-
-
-def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: TermsConfig,
-                     sdn: ModuleSDN | ExplicitSDN | None = None) -> dict:
-    """Every quantity of one continuous ACER update on a (T, B) batch. ``loss`` is what to minimise;
-    ``grads`` its gradients w.r.t. the network's outputs (μ, log σ, V, A), for ``ExplicitSDN.backward``.
-    ``sdn`` evaluates the network (default ``ModuleSDN``: autograd through ``loss``)."""
-    sdn = sdn or ModuleSDN(net, avg)
+def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: TermsConfig) -> dict:
+    """Every quantity of one continuous ACER update on a (T, B) batch; ``loss`` is what to minimise
+    (autograd through ``ModuleSDN``)."""
+    sdn = ModuleSDN(net, avg)
     T, B = batch.rewards.shape
     M = T * B
     obs = batch.obs.reshape((T + 1) * B, *batch.obs.shape[2:])
@@ -250,12 +171,6 @@ def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: TermsConfig
     q_loss = 0.5 * (q_ret - q_a).pow(2).mean()
     v_target = rho.clamp(max=1.0) * (q_ret - q_a.detach()) + Vd
     v_loss = 0.5 * (v_target - V).pow(2).mean()
-    # ∂loss/∂(μ, log σ, V, A): loss = policy_loss + q_coef (q_loss + v_loss)
-    d_q = (q_a.detach() - q_ret) * (cfg.q_coef / M)                  # ∂/∂Q̃(s, a_t)
-    d_A = torch.zeros_like(A)
-    d_A[0], d_A[2:] = d_q, -d_q / cfg.sdn_samples
-    grads = {"mean": z[..., :D].reshape(M, D) / -M, "log_std": z[..., D:].sum((0, 1)) / -M,
-             "V": (d_q + (Vd - v_target) * (cfg.q_coef / M)).reshape(M), "A": d_A.view(-1, M)}
     diag = {
         "pg_loss": -pg.detach().mean(),
         "q_loss": q_loss.detach(),
@@ -268,7 +183,6 @@ def continuous_terms(net: SDNet, avg: SDNet, batch: Trajectory, cfg: TermsConfig
     }
     return {
         "loss": policy_loss + cfg.q_coef * (q_loss + v_loss),
-        "grads": grads,
         "diag": diag,
         "q_ret": q_ret,
         "q_opc": q_opc,

@@ -1,8 +1,9 @@
 """Explicit backprop (core/explicit.py) on CUDA against autograd and torch.optim.Adam on the same device,
-and against the CPU: PPO's minibatch gradient, NPG's g and F·v, FlatAdam's step; continuous ACER's
-written-out update (``ExplicitSDN``: the gradient of its loss, FlatRMSprop's step). Prints JSON; exit 1 if a
-relative difference is ≥ 1e-4. Standalone and light (torch, numpy, gymnasium and its three small
-dependencies only), so it runs on the lent GPU machine when the full ``experiments.cuda_check``
+and against the CPU: PPO's minibatch gradient, NPG's g and F·v, FlatAdam's step; continuous ACER's update
+(its autograd gradient, the path it takes off the CPU, and FlatRMSprop's step on every device; on the CPU the
+NumPy update, ``acer_numpy.NumpySDN``, against it). Prints JSON; exit 1 if a relative difference is ≥ 1e-4.
+Standalone and light (torch, numpy, gymnasium and its three small dependencies only), so it runs on the lent
+GPU machine when the full ``experiments.cuda_check``
 bundle does not fit beside the tracked tree (2026-11-26: 61.5 MB tracked + 28 MiB of wheels > 64 MiB):
 
     # the wheels of gymnasium, cloudpickle, farama-notifications, typing_extensions in DIR (carried)
@@ -18,7 +19,9 @@ for that one call. The first result, of 2026-11-26 (PPO and NPG only), was of th
 Rerun on an H200 at 17:29 UTC the same day at `7ad3e36` (NPG's π_old now from the explicit
 forward; ``results/snapshot`` moved aside for the call): passed, every relative difference < 8.6e-7; and
 at 17:51 with ``npg_pi_old_vs_module`` (π_old's log-probabilities from the explicit forward against the
-module's): 0.0 on the CPU and on the device, the rest as before."""
+module's): 0.0 on the CPU and on the device, the rest as before. Continuous ACER's written-out torch update
+(``ExplicitSDN``) was replaced by the NumPy one (CPU only) on 2026-11-28; since then the ACER part compares
+the device's autograd update with the CPU's autograd and NumPy updates."""
 import json
 import sys
 
@@ -26,7 +29,8 @@ import gymnasium as gym
 import torch
 
 from algorithms.acer import ACERConfig
-from algorithms.acer_continuous import ExplicitSDN, SDNet, continuous_terms
+from algorithms.acer_continuous import SDNet, continuous_terms
+from algorithms.acer_numpy import NumpySDN
 from algorithms.core.explicit import FlatAdam, FlatParams, FlatRMSprop
 from algorithms.core.fisher import flat_grad, kl_hessian_fvp
 from algorithms.core.nets import ActorCritic
@@ -103,9 +107,10 @@ def one_device(space: gym.Space, dev: str) -> tuple[dict[str, float], dict[str, 
 
 
 def acer_one_device(dev: str) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """One continuous ACER update on a (20, 4) batch with terminations and truncations: the explicit
-    gradient against autograd on ``loss``, and FlatRMSprop's step against torch.optim.RMSprop. The SDN's
-    action samples are drawn on the CPU and moved, so that every device sees the same numbers."""
+    """One continuous ACER update on a (20, 4) batch with terminations and truncations: the gradient of
+    ``continuous_terms``' loss by autograd and FlatRMSprop's step against torch.optim.RMSprop; on the CPU
+    also the NumPy update's gradient and z* against them. The SDN's action samples are drawn on the CPU
+    and moved, so that every device sees the same numbers."""
     T, B, D = 20, 4, 3
     torch.manual_seed(0)
     spaces = OBS, SPACES["continuous"]
@@ -129,7 +134,9 @@ def acer_one_device(dev: str) -> tuple[dict[str, float], dict[str, torch.Tensor]
     randn = torch.randn
 
     def cpu_draws(*shape, device=None, **kw):   # the SDN's a'_t, u_i: the same numbers on every device
-        return draws.to(device) if tuple(shape) == tuple(draws.shape) else randn(*shape, device=device, **kw)
+        if tuple(shape) != tuple(draws.shape):
+            return randn(*shape, device=device, **kw)
+        return draws if device is None else draws.to(device)
 
     torch.randn = cpu_draws
     try:
@@ -137,21 +144,22 @@ def acer_one_device(dev: str) -> tuple[dict[str, float], dict[str, torch.Tensor]
         ref["loss"].backward()
         g_auto = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
         flat = FlatParams(list(net.parameters()))
-        sdn = ExplicitSDN(net, avg, flat, FlatParams(list(avg.parameters())))
-        out = sdn.gradient(batch, cfg)
+        numbers = {}
+        if dev == "cpu":
+            out = NumpySDN(net, avg, flat, FlatParams(list(avg.parameters()))).gradient(batch, cfg)
+            numbers = {"acer_numpy_vs_autograd": rel(g_auto, flat.grad),
+                       "acer_numpy_z_vs_autograd_terms": rel(ref["z"].detach(), torch.from_numpy(out["z"]))}
     finally:
         torch.randn = randn
-    g_exp = flat.grad.clone()
+    flat.grad.copy_(g_auto)
     shadow = [p.detach().clone().requires_grad_(True) for p in net.parameters()]
-    for p, gv in zip(shadow, flat.views(g_exp)):
+    for p, gv in zip(shadow, flat.views(g_auto)):
         p.grad = gv.clone()
     torch.optim.RMSprop(shadow, lr=7e-4, alpha=0.99, eps=1e-5).step()
     FlatRMSprop(flat, 7e-4, alpha=0.99, eps=1e-5).step()
     theta_ref = torch.cat([p.detach().reshape(-1) for p in shadow])
-    numbers = {"acer_explicit_vs_autograd": rel(g_auto, g_exp),
-               "flat_rmsprop_vs_torch_rmsprop": rel(theta_ref, flat.theta),
-               "acer_z_vs_autograd_terms": rel(ref["z"].detach(), out["z"])}
-    return numbers, {"g_exp": g_exp, "theta": flat.theta.clone(), "q_ret": out["q_ret"], "z": out["z"]}
+    numbers["flat_rmsprop_vs_torch_rmsprop"] = rel(theta_ref, flat.theta)
+    return numbers, {"g_auto": g_auto, "theta": flat.theta.clone(), "q_ret": ref["q_ret"], "z": ref["z"].detach()}
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
-"""Continuous ACER's written-out update (``ExplicitSDN``, ``FlatRMSprop``) against its oracles:
-autograd on the same loss, ``torch.optim.RMSprop`` / SB3's ``RMSpropTFLike`` on the same gradients,
-autograd of the per-step objective and of the KL w.r.t. φ, and ACER trained through either path."""
+"""Continuous ACER's update written out in NumPy (``NumpySDN``, ``FlatRMSprop``) against its oracles:
+autograd on ``continuous_terms``' loss (every gradient, term and diagnostic), the Retrace recursion against
+the seed's direct sum, ``torch.optim.RMSprop`` / SB3's ``RMSpropTFLike`` on the same gradients, autograd
+of the per-step objective and of the KL w.r.t. φ, and ACER trained through either path."""
 from __future__ import annotations
 
 import copy
@@ -11,10 +12,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from test_acer import FakeRun
+from test_acer import FakeRun, direct_sum
 
 from algorithms.acer import ACER, ACERConfig
-from algorithms.acer_continuous import ExplicitSDN, SDNet, continuous_terms
+from algorithms.acer_continuous import SDNet, continuous_terms
+from algorithms.acer_numpy import NumpySDN, retrace_pair
+from algorithms.core.acer_ops import retrace
 from algorithms.core.distributions import DiagGaussian
 from algorithms.core.explicit import FlatParams, FlatRMSprop
 from algorithms.core.replay import Trajectory
@@ -54,47 +57,98 @@ def _cfg(**flags) -> ACERConfig:
 FLAGS = [dict(zip(("truncation", "trust_region", "retrace"), v)) for v in itertools.product([True, False], repeat=3)]
 
 
+def _numpy_gradient(net, avg, batch, cfg, seed=7):
+    """NumpySDN's gradient (every entry of ``flat.grad`` must be written: it starts as NaN) and terms."""
+    flat, avg_flat = FlatParams(list(net.parameters())), FlatParams(list(avg.parameters()))
+    flat.grad.fill_(float("nan"))
+    torch.manual_seed(seed)    # the terms draw a'_t and the SDN's u_i from torch's generator
+    return flat, NumpySDN(net, avg, flat, avg_flat).gradient(batch, cfg)
+
+
+def _double(batch: Trajectory) -> Trajectory:
+    f = lambda x: x.double() if x.is_floating_point() else x  # noqa: E731
+    return Trajectory(obs=f(batch.obs), actions=f(batch.actions), rewards=f(batch.rewards),
+                      terminated=f(batch.terminated), episode_end=f(batch.episode_end),
+                      stats={k: f(v) for k, v in batch.stats.items()}, final_t=batch.final_t,
+                      final_b=batch.final_b, final_obs=f(batch.final_obs))
+
+
+def _autograd(net, avg, batch, cfg, seed=7):
+    """The oracle: ``continuous_terms``' loss differentiated by autograd, in float64 on copies of the nets
+    (the same draws: torch's generator gives a'_t and u_i in float32 either way)."""
+    net, avg = copy.deepcopy(net).double(), copy.deepcopy(avg).double()
+    torch.manual_seed(seed)
+    ref = continuous_terms(net, avg, _double(batch), cfg)
+    ref["loss"].backward()
+    return ref, torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+
+
+def _assert_grads_close(flat, g_ref):
+    """float32 against float64, relative to each parameter's own gradient scale (without truncation the
+    policy's reaches 10¹¹ here while the critic's stays near 1: one tolerance for all would not check the
+    critic; A's output bias has a gradient of exactly 0, the K actions' terms cancelling). ρ_t reaches 10¹²
+    in this batch: log ρ_t is a difference of log-densities of order 30, so float32 carries ~10⁻⁵ of relative
+    error in ρ_t (torch's float32 autograd as well) and in the gradients ρ_t dominates."""
+    for mine, ref_g in zip(flat.views(flat.grad), flat.views(g_ref)):
+        torch.testing.assert_close(mine.double(), ref_g, rtol=1e-4, atol=1e-4 * max(1.0, float(ref_g.abs().max())))
+
+
 @pytest.mark.parametrize("flags", FLAGS, ids=lambda f: "-".join(k for k, v in f.items() if v) or "none")
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_explicit_gradient_equals_autograd(flags, activation):
+def test_numpy_gradient_terms_and_diagnostics_equal_autograd(flags, activation):
     net, avg = _nets(activation=activation)
     batch, cfg = _batch(), _cfg(**flags)
-    torch.manual_seed(7)       # the terms draw a'_t and the SDN's u_i
-    ref = continuous_terms(net, avg, batch, cfg)
-    ref["loss"].backward()
-    g_ref = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
-    flat, avg_flat = FlatParams(list(net.parameters())), FlatParams(list(avg.parameters()))
-    flat.grad.fill_(float("nan"))                          # every entry must be written
-    sdn = ExplicitSDN(net, avg, flat, avg_flat)
-    torch.manual_seed(7)
-    out = sdn.gradient(batch, cfg)
-    # float32 rounding, relative to each parameter's own gradient scale (without truncation the policy's
-    # reaches 10¹¹ here while the critic's stays near 1: one tolerance for all would not check the critic;
-    # A's output bias has a gradient of exactly 0, the K actions' terms cancelling)
-    for mine, ref_g in zip(flat.views(flat.grad), flat.views(g_ref)):
-        torch.testing.assert_close(mine, ref_g, rtol=1e-5, atol=1e-6 * max(1.0, float(ref_g.abs().max())))
-    torch.testing.assert_close(out["loss"], ref["loss"].detach(), rtol=1e-6, atol=1e-6)
-    for key in ("q_ret", "q_opc", "g", "k", "z"):
-        torch.testing.assert_close(out[key], ref[key].detach(), rtol=1e-5, atol=1e-6)
+    ref, g_ref = _autograd(net, avg, batch, cfg)
+    flat, out = _numpy_gradient(net, avg, batch, cfg)
+    _assert_grads_close(flat, g_ref)
+    np.testing.assert_allclose(out["loss"], float(ref["loss"].detach()), rtol=1e-4)   # float32 against float64
+    for key in ("q_ret", "q_opc", "g", "k", "z", "V", "rho", "weight"):    # float32 against float64, as above
+        want = ref[key].detach()
+        torch.testing.assert_close(torch.from_numpy(out[key]).double(), want, rtol=1e-4,
+                                   atol=1e-6 * max(1.0, float(want.abs().max())), msg=key)
+    assert out["diag"].keys() == ref["diag"].keys()          # the same columns in progress.csv, in order
+    for key, want in ref["diag"].items():
+        np.testing.assert_allclose(out["diag"][key], float(want), rtol=1e-4, atol=1e-6, err_msg=key)
     if flags["trust_region"]:          # the projection is exercised, else the test would not test z*
-        assert 0 < float(out["diag"]["tr_active_frac"]) < 1
+        assert 0 < out["diag"]["tr_active_frac"] < 1
+    if flags["truncation"]:            # and the truncation both ways
+        assert 0 < out["diag"]["frac_truncated"] < 1
 
 
 @pytest.mark.parametrize("hidden", [(), (8,), (16, 12, 10)])
-def test_explicit_gradient_any_depth(hidden):
+def test_numpy_gradient_any_depth(hidden):
     """No hidden layer (the trunks are the identity, A's input is [s; a]) to three."""
     net, avg = _nets(hidden=hidden)
     batch, cfg = _batch(), _cfg()
-    torch.manual_seed(7)
-    continuous_terms(net, avg, batch, cfg)["loss"].backward()
-    g_ref = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
-    flat, avg_flat = FlatParams(list(net.parameters())), FlatParams(list(avg.parameters()))
-    flat.grad.fill_(float("nan"))
-    sdn = ExplicitSDN(net, avg, flat, avg_flat)
-    torch.manual_seed(7)
-    sdn.gradient(batch, cfg)
-    for mine, ref_g in zip(flat.views(flat.grad), flat.views(g_ref)):
-        torch.testing.assert_close(mine, ref_g, rtol=1e-5, atol=1e-6 * max(1.0, float(ref_g.abs().max())))
+    _, g_ref = _autograd(net, avg, batch, cfg)
+    flat, _ = _numpy_gradient(net, avg, batch, cfg)
+    _assert_grads_close(flat, g_ref)
+
+
+def test_numpy_gradient_without_truncated_episodes():
+    """A batch with no time-limit final observation (V of s_0..s_T only)."""
+    net, avg = _nets()
+    batch = dataclasses.replace(_batch(), final_t=torch.zeros(0, dtype=torch.long),
+                                final_b=torch.zeros(0, dtype=torch.long), final_obs=torch.zeros(0, OBS))
+    _, g_ref = _autograd(net, avg, batch, _cfg())
+    flat, _ = _numpy_gradient(net, avg, batch, _cfg())
+    _assert_grads_close(flat, g_ref)
+
+
+def test_retrace_pair_equals_the_direct_sum_and_the_torch_recursion():
+    """Both targets of one recursion (c = λ min(1, ρ^{1/d}) and c ≡ 1) against the seed's direct sum."""
+    rng = np.random.default_rng(0)
+    T, N, gamma = 9, 6, 0.9
+    r, q, nv = rng.normal(size=(3, T, N))
+    c = np.stack([rng.uniform(0, 1, (T, N)), np.ones((T, N))])
+    term = rng.random((T, N)) < 0.15
+    end = term | (rng.random((T, N)) < 0.15)
+    assert term.any() and (end & ~term).any()
+    got = retrace_pair(r, q, nv, c, term.astype(float), end.astype(float), gamma)
+    for j in range(2):
+        np.testing.assert_allclose(got[j], direct_sum(r, q, nv, c[j], term, end, gamma), rtol=1e-10, atol=1e-10)
+        t = [torch.from_numpy(np.asarray(x, np.float64)) for x in (r, q, nv, c[j], term, end)]
+        np.testing.assert_allclose(got[j], retrace(*t, gamma).numpy(), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("truncation", [True, False])
@@ -163,8 +217,9 @@ def test_flat_rmsprop_equals_torch_and_tf_like(tf_like):
 
 
 def test_acer_trains_the_same_through_either_path():
-    """Three updates of ACER (Pendulum-v1) through ``explicit_update`` and through autograd + torch's
-    RMSprop + per-tensor averaging, from the same weights and batches: θ and θ_avg agree."""
+    """Three updates of ACER (Pendulum-v1) through ``explicit_update`` (NumPy) and through autograd + torch's
+    RMSprop + per-tensor averaging, from the same weights and batches: θ, θ_avg and the logged diagnostics
+    agree."""
     cfg = ACERConfig(replay_start=80, c=5, alpha=0.9)
     ours = ACER(cfg, FakeRun("Pendulum-v1", 2000))
     assert ours.explicit
@@ -183,8 +238,9 @@ def test_acer_trains_the_same_through_either_path():
         d_ours = ours.update(batch)
         torch.manual_seed(i)
         d_ref = ref.update(batch)
-        for key in ("q_loss", "tr_effect", "grad_norm", "kl_avg"):
-            torch.testing.assert_close(d_ours[key], d_ref[key], rtol=1e-5, atol=1e-6)
+        assert d_ours.keys() == d_ref.keys()
+        for key, want in d_ref.items():
+            np.testing.assert_allclose(d_ours[key], float(want), rtol=5e-5, atol=1e-6, err_msg=key)
     for a, b in itertools.chain(zip(ours.net.parameters(), ref.net.parameters()),
                                 zip(ours.avg_net.parameters(), ref.avg_net.parameters())):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
