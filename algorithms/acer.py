@@ -267,6 +267,10 @@ class ACER(Algorithm):
             obs = torch.as_tensor(self.env.normalize_obs(obs), device=self.run.device)
             return self.net.dist(obs).mode().cpu().numpy()
 
+    def parameter_vectors(self) -> list[torch.Tensor] | None:
+        """θ and θ_avg, whose views are every parameter of ``net`` and ``avg_net`` (the MLP path)."""
+        return [self.flat.theta, self.avg_flat.theta] if self.explicit else None
+
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "avg_net": self.avg_net.state_dict(),
                 "opt": self.opt.state_dict(), "env": self.env.state_dict(), "step": self.step,
@@ -367,7 +371,7 @@ class ACER(Algorithm):
         NumPy (``NumpySDN``), then clipping, RMSProp and θ_avg ← α θ_avg + (1 − α) θ on the flat vectors.
         Tested against ``update``'s autograd (``tests/test_acer_numpy.py``)."""
         out = self.sdn.gradient(batch, self.cfg)
-        grad_norm = float(self.flat.clip_grad_norm(self.cfg.max_grad_norm))
+        grad_norm = self.sdn.clip_grad_norm(self.cfg.max_grad_norm)
         self.opt.step()
         self.avg_flat.theta.lerp_(self.flat.theta, 1.0 - self.cfg.alpha)
         return {**out["diag"], "grad_norm": grad_norm}

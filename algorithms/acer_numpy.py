@@ -71,9 +71,12 @@ def forward(net: list[NpLayer], x: np.ndarray) -> list[np.ndarray]:
 
 
 def activation_backward(d: np.ndarray, h: np.ndarray, act: str) -> np.ndarray:
-    """∂L/∂z = ∂L/∂h ⊙ f′(z) from h = f(z): 1 − h² (tanh), 1[h > 0] (ReLU)."""
+    """∂L/∂z = ∂L/∂h ⊙ f′(z) from h = f(z): 1 − h² (tanh), 1[h > 0] (ReLU); a new array (one temporary)."""
     if act == "tanh":
-        return d - d * h * h
+        f = h * h
+        np.subtract(1.0, f, out=f)
+        f *= d
+        return f
     if act == "relu":
         return d * (h > 0)
     return d
@@ -135,6 +138,7 @@ class NumpySDN:
         self.W_h, self.W_a, self.dW_h, self.dW_a = L1.W[:, :d], L1.W[:, d:], L1.dW[:, :d], L1.dW[:, d:]
         self.log_std, self.avg_log_std = net.log_std.detach().numpy(), avg.log_std.detach().numpy()
         self.d_log_std = flat.grad_of[id(net.log_std)].numpy()
+        self.grad = flat.grad.numpy()
 
     @staticmethod
     def supports(net: SDNet) -> bool:
@@ -195,11 +199,13 @@ class NumpySDN:
         elif L1.act == "relu":
             np.maximum(u, 0, out=u)
         A = (np.dot(u, L2.Wt) + L2.b).reshape(K, M)
-        A_mean = A[2:].mean(0)
+        A_mean = np.add.reduce(A[2:], 0) * (1.0 / n)
         q_a, q_ap = V + (A[0] - A_mean), V + (A[1] - A_mean)
         r, d, e = batch.rewards.numpy(), batch.terminated.numpy(), batch.episode_end.numpy()
         if cfg.retrace:   # Q^ret with c_i = λ min(1, ρ_i^{1/d}) and Q^opc with c ≡ 1, one recursion
-            c = np.stack([cfg.lambda_retrace * np.exp(np.minimum(log_rho / D, 0.0)), np.ones_like(log_rho)])
+            c = np.ones((2, M), np.float32)
+            np.exp(np.minimum(log_rho * (1.0 / D), 0.0), out=c[0])
+            c[0] *= cfg.lambda_retrace
             q_ret, q_opc = retrace_pair(r, q_a.reshape(T, B), nv, c.reshape(2, T, B), d, e, cfg.gamma).reshape(2, M)
         else:
             q_ret = q_opc = (r + cfg.gamma * (1.0 - d) * nv).reshape(M)
@@ -254,11 +260,11 @@ class NumpySDN:
         self.d_log_std[:] = z[:, D:].sum(0) * (-1.0 / M)
         policy_loss = -float(np.einsum("md,md->", mean, z[:, :D]) + np.dot(z[:, D:].sum(0), log_std)) / M
         diag = {
-            "pg_loss": -float(pg.mean()), "q_loss": q_loss,
+            "pg_loss": -float(np.add.reduce(pg)) / M, "q_loss": q_loss,
             "entropy": float(log_std.sum()) + D * (0.5 + HALF_LOG_2PI),
-            "mean_rho": float(rho.mean()), "frac_truncated": float(np.count_nonzero(rho > cfg.c)) / M,
-            "kl_avg": float(kl.mean()), "k_norm": float(np.sqrt(kk).mean()),
-            "tr_active_frac": float(np.count_nonzero(coef > 0)) / M, "tr_shrink": float(coef.mean()),
+            "mean_rho": float(np.add.reduce(rho)) / M, "frac_truncated": float(np.count_nonzero(rho > cfg.c)) / M,
+            "kl_avg": float(np.add.reduce(kl)) / M, "k_norm": float(np.add.reduce(np.sqrt(kk))) / M,
+            "tr_active_frac": float(np.count_nonzero(coef > 0)) / M, "tr_shrink": float(np.add.reduce(coef)) / M,
             "tr_effect": tr_effect, "v_loss": v_loss,
         }
         shape = (T, B)
@@ -267,13 +273,21 @@ class NumpySDN:
                 "k": k.reshape(*shape, -1), "z": z.reshape(*shape, -1), "V": V.reshape(shape),
                 "rho": rho.reshape(shape), "weight": weight.reshape(shape)}
 
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """∇ ← ∇ · min(1, c / (‖∇‖₂ + 10⁻⁶)), as ``torch.nn.utils.clip_grad_norm_``; returns ‖∇‖₂."""
+        norm = math.sqrt(float(np.dot(self.grad, self.grad)))
+        if max_norm < norm + 1e-6:
+            self.grad *= max_norm / (norm + 1e-6)
+        return norm
+
     def _backward(self, h_v: list[np.ndarray], h_pi: list[np.ndarray], u: np.ndarray, acts: np.ndarray,
                   d_A: np.ndarray, d_V: np.ndarray, d_mean: np.ndarray) -> None:
         """∂L/∂A (K·M, 1), ∂L/∂V (M,), ∂L/∂μ (M, D) → ∂L/∂θ (all but log σ)."""
         (L1, L2), M = self.adv, len(d_V)
         np.dot(d_A.T, u, out=L2.dW)
         L2.db[:] = d_A.sum()
-        delta = activation_backward(d_A * L2.W, u, L1.act)                     # δ_k, (K·M, H)
+        delta = activation_backward(L2.W, u, L1.act)                          # δ_k = ∂L/∂A_k w₂ ⊙ f′, (K·M, H)
+        delta *= d_A
         self.dW_a[:] = np.dot(delta.T, acts)
         delta_s = np.add.reduce(delta.reshape(-1, M, delta.shape[1]), 0)       # Σ_k δ_k, (M, H)
         h_last = h_v[-1][:M]

@@ -87,6 +87,12 @@ class Algorithm(abc.ABC):
         ``--eval-policy stochastic``). Optional; the runner draws with its own seeded torch RNG."""
         raise NotImplementedError
 
+    def parameter_vectors(self) -> list[torch.Tensor] | None:
+        """Tensors that together hold every parameter of the algorithm's modules (its flat θ vectors, when
+        it keeps them), for the runner's divergence check after every update: one ``isfinite`` over each
+        instead of one per parameter. None (the default): the runner checks the parameters one by one."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume training (checkpoints): networks, optimisers, step
         counters, replay memory. The runner itself saves the envs made by ``run.make_env``

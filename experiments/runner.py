@@ -208,6 +208,13 @@ class RunContext:
 
     # --- evaluation, divergence, output -----------------------------------------------
     def _check_parameters(self, step: int) -> None:
+        """Raise ``Divergence`` naming the first non-finite parameter. Where the algorithm keeps its
+        parameters in flat vectors (``parameter_vectors``), those are checked first, one call each, and
+        the parameters one by one only to name the culprit."""
+        vectors = self.algo.parameter_vectors() if self.algo is not None else None
+        if vectors and all(np.isfinite(v.detach().numpy()).all() if v.device.type == "cpu"   # NumPy's SIMD: 10×
+                           else bool(torch.isfinite(v).all()) for v in vectors):
+            return
         named = [(f"{name}.{pname}", p) for name, mod in vars(self.algo or object()).items()
                  if isinstance(mod, torch.nn.Module) for pname, p in mod.named_parameters()]
         if not named:

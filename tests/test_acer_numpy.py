@@ -291,3 +291,43 @@ def test_numpy_actor_collects_from_pi_and_records_its_statistics():
     torch.testing.assert_close(batch.stats["log_std"].reshape(-1, 1), dist.log_std)
     z = ((batch.actions.reshape(-1, 1) - dist.mean) / dist.std).flatten()
     assert abs(float(z.mean())) < 0.15 and abs(float(z.std()) - 1) < 0.1    # 800 draws: about ±4 s.e.
+
+
+def test_parameter_vectors_hold_every_parameter_and_the_runner_names_a_non_finite_one():
+    """The runner's divergence check reads θ and θ_avg (``parameter_vectors``) instead of every parameter:
+    together they must be every parameter of every module the algorithm holds, so a NaN anywhere is caught
+    (and then named by the one-by-one scan)."""
+    from types import SimpleNamespace
+
+    from experiments.runner import Divergence, RunContext
+
+    algo = ACER(ACERConfig(), FakeRun("Pendulum-v1", 2000))
+    vectors = algo.parameter_vectors()
+    params = [p for m in vars(algo).values() if isinstance(m, torch.nn.Module) for p in m.parameters()]
+    assert sum(v.numel() for v in vectors) == sum(p.numel() for p in params)
+    spans = [(v.data_ptr(), v.data_ptr() + v.numel() * v.element_size()) for v in vectors]
+    for p in params:
+        assert any(a <= p.data_ptr() and p.data_ptr() + p.numel() * p.element_size() <= b for a, b in spans)
+    run = SimpleNamespace(algo=algo)
+    RunContext._check_parameters(run, 0)
+    with torch.no_grad():
+        algo.avg_net.adv[2].bias.fill_(float("inf"))
+    with pytest.raises(Divergence, match="avg_net.adv.2.bias at step 5"):
+        RunContext._check_parameters(run, 5)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_numpy_clip_grad_norm_equals_torch(max_norm):
+    """The NumPy path's clipping against ``torch.nn.utils.clip_grad_norm_`` on the same gradient, clipped
+    and not: the returned norm and the gradient after."""
+    net, avg = _nets()
+    flat, _ = _numpy_gradient(net, avg, _batch(), _cfg(truncation=True))
+    ref = [p.detach().clone().requires_grad_(True) for p in net.parameters()]
+    for p, g in zip(ref, flat.views(flat.grad)):
+        p.grad = g.clone()
+    want = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+    sdn = NumpySDN(net, avg, flat, FlatParams(list(avg.parameters())))
+    norm = sdn.clip_grad_norm(max_norm)
+    assert (float(want) > max_norm) == (max_norm == 0.5)         # one case clips, the other does not
+    np.testing.assert_allclose(norm, float(want), rtol=1e-6)
+    torch.testing.assert_close(flat.grad, torch.cat([p.grad.reshape(-1) for p in ref]), rtol=1e-6, atol=1e-9)
