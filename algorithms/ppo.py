@@ -76,6 +76,10 @@ class PPO(OnPolicyActorCritic):
             self.actor = explicit.layers(pi.pi_trunk, pi.pi.linear, self.flat)
             self.critic = explicit.layers(pi.v_trunk, pi.v, self.flat)
 
+    def parameter_vectors(self) -> list[torch.Tensor] | None:
+        """θ, whose views are every parameter of the policy (actor and critic)."""
+        return [self.flat.theta]
+
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "step": self.step}
 

@@ -153,6 +153,10 @@ class NPG(OnPolicyActorCritic):
         self.actor_flat = FlatParams(pi.actor_parameters()) if explicit.supports(pi) else None
         self.actor_net = explicit.layers(pi.pi_trunk, pi.pi.linear, self.actor_flat) if self.actor_flat else None
 
+    def parameter_vectors(self) -> list[torch.Tensor] | None:
+        """θ and φ, whose views are every parameter of the policy (when the actor is flat: MLPs)."""
+        return None if self.actor_flat is None else [self.actor_flat.theta, self.critic_flat.theta]
+
     def state_dict(self) -> dict:
         """Policy, critic optimiser, step counter; the runner saves the env (normalisation
         statistics included) and the RNG states."""

@@ -59,6 +59,41 @@ def test_nan_parameters_stop_the_run_with_status_failed(tmp_path):
     assert len(rows(tmp_path / "o" / "progress.csv")) == 2   # the rows up to the divergence are kept
 
 
+@pytest.mark.parametrize("algo,env_id", [("ppo", "CartPole-v1"), ("trpo", "Pendulum-v1"), ("npg", "CartPole-v1"),
+                                         ("acer", "Pendulum-v1"), ("acer", "CartPole-v1"), ("acktr", "CartPole-v1")])
+def test_parameter_vectors_hold_every_parameter_and_a_non_finite_one_is_named(algo, env_id, tmp_path):
+    """The divergence check reads an algorithm's flat vectors (``parameter_vectors``) instead of every
+    parameter: together they must hold every parameter of every module it keeps, so a non-finite value
+    anywhere is caught, and then named by the one-by-one scan. Algorithms without vectors (None) are
+    checked one by one."""
+    from experiments.envs import load_catalog
+    from experiments.runner import Divergence, RunContext, resolve_hyperparams
+
+    spec = load_catalog().get(env_id)
+    cls, cfg = resolve_hyperparams(algo, spec, {})
+    run = RunContext(algo, spec, 0, 1000, tmp_path, progress_bar=False, checkpoint_secs=float("inf"))
+    run.algo = cls(cfg, run)
+    named = [(f"{k}.{n}", p) for k, m in vars(run.algo).items() if isinstance(m, torch.nn.Module)
+             for n, p in m.named_parameters()]
+    vectors = run.algo.parameter_vectors()
+    if vectors is not None:
+        assert sum(v.numel() for v in vectors) == sum(p.numel() for _, p in named)
+        spans = [(v.data_ptr(), v.data_ptr() + v.numel() * v.element_size()) for v in vectors]
+        for _, p in named:
+            end = p.data_ptr() + p.numel() * p.element_size()
+            assert any(a <= p.data_ptr() and end <= b for a, b in spans)
+    run._check_parameters(0)
+    for name, p in (named[0], named[-1]):
+        with torch.no_grad():
+            saved = p.clone()
+            p.view(-1)[-1] = float("nan")
+        with pytest.raises(Divergence, match=f"{name} at step 5"):
+            run._check_parameters(5)
+        with torch.no_grad():
+            p.copy_(saved)
+    run.close()
+
+
 def test_nan_loss_stops_the_run(tmp_path):
     class NanLoss(ExplodingPPO):
         def learn(self):
