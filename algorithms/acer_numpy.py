@@ -103,14 +103,12 @@ def retrace_pair(rewards: np.ndarray, q_taken: np.ndarray, next_values: np.ndarr
         w_t = γ (1 − d_t)(1 − e_t) c_{t+1}  (0 at t = T − 1)
 
     (``acer_ops.retrace``'s definition; d = terminated, e = episode end). Returns (J, T, B)."""
-    T = rewards.shape[0]
+    (T, B), J = rewards.shape, c.shape[0]
     keep = gamma * (1.0 - terminated)
-    w = keep[:-1] * (1.0 - episode_end[:-1]) * c[:, 1:]                       # (J, T − 1, B)
-    u = rewards + keep * next_values                                          # (T, B)
-    u = np.broadcast_to(u, (c.shape[0], T, u.shape[1])).copy()
-    u[:, :-1] -= w * q_taken[1:]
-    q = np.swapaxes(u, 0, 1).copy()                                           # (T, J, B): q[t] contiguous
-    w = np.swapaxes(w, 0, 1).copy()
+    w = np.swapaxes(c[:, 1:], 0, 1) * (keep[:-1] * (1.0 - episode_end[:-1]))[:, None]   # (T − 1, J, B)
+    q = np.empty((T, J, B), np.result_type(rewards, c))                                 # (T, J, B): q[t] contiguous
+    q[:] = (rewards + keep * next_values)[:, None]
+    q[:-1] -= w * q_taken[1:, None]
     for t in range(T - 2, -1, -1):
         q[t] += w[t] * q[t + 1]
     return np.swapaxes(q, 0, 1)
@@ -149,7 +147,7 @@ class NumpySDN:
 
     def gradient(self, batch: Trajectory, cfg: TermsConfig) -> dict:
         """One update's terms on a (T, B) batch, ∇_θ loss written into ``flat.grad``. Returns ``diag``
-        (floats, as ``continuous_terms``' diag) and the terms (q_ret, q_opc, g, k, z, loss) for tests.
+        (floats, as ``continuous_terms``' diag) and the terms (q_ret, q_opc, g, k, z, V, ρ, weight) for tests.
         ρ_t or ρ'_t may overflow to ∞ (then min(c, ρ) = c and (1 − c/ρ')₊ = 1), silently as in torch."""
         with np.errstate(over="ignore"):
             return self._gradient(batch, cfg)
@@ -238,7 +236,6 @@ class NumpySDN:
         k = np.empty_like(g)
         np.multiply(diff, inv_var, out=k[:, :D])
         np.subtract(1.0, (np.exp(2.0 * self.avg_log_std) + diff2) * inv_var, out=k[:, D:])
-        kl = (float((log_std - self.avg_log_std).sum()) - 0.5 * D) - 0.5 * np.einsum("md->m", k[:, D:] - 1.0)
         # z* = g − max(0, (kᵀg − δ)/‖k‖²) k
         kk = np.einsum("mj,mj->m", k, k)
         coef = np.maximum(np.einsum("mj,mj->m", k, g) - cfg.delta, 0.0) / np.maximum(kk, 1e-12)
@@ -258,18 +255,19 @@ class NumpySDN:
         d_V = d_q - v_err * (cfg.q_coef / M)
         self._backward(h_v, h_pi, u, acts, d_A.reshape(K * M, 1), d_V, z[:, :D] * (-1.0 / M))
         self.d_log_std[:] = z[:, D:].sum(0) * (-1.0 / M)
-        policy_loss = -float(np.einsum("md,md->", mean, z[:, :D]) + np.dot(z[:, D:].sum(0), log_std)) / M
+        # KL(f_avg ‖ f) = Σ_d [log σ − log σ_avg + (σ_avg² + (μ − μ_avg)²)/(2σ²) − ½]
+        #             = Σ_d (log σ − log σ_avg − ½ k_{log σ})
+        kl_avg = float(np.add.reduce(log_std - self.avg_log_std)) - 0.5 * float(np.add.reduce(k[:, D:], None)) / M
         diag = {
             "pg_loss": -float(np.add.reduce(pg)) / M, "q_loss": q_loss,
             "entropy": float(log_std.sum()) + D * (0.5 + HALF_LOG_2PI),
             "mean_rho": float(np.add.reduce(rho)) / M, "frac_truncated": float(np.count_nonzero(rho > cfg.c)) / M,
-            "kl_avg": float(np.add.reduce(kl)) / M, "k_norm": float(np.add.reduce(np.sqrt(kk))) / M,
+            "kl_avg": kl_avg, "k_norm": float(np.add.reduce(np.sqrt(kk))) / M,
             "tr_active_frac": float(np.count_nonzero(coef > 0)) / M, "tr_shrink": float(np.add.reduce(coef)) / M,
             "tr_effect": tr_effect, "v_loss": v_loss,
         }
         shape = (T, B)
-        return {"diag": diag, "loss": policy_loss + cfg.q_coef * (q_loss + v_loss),
-                "q_ret": q_ret.reshape(shape), "q_opc": q_opc.reshape(shape), "g": g.reshape(*shape, -1),
+        return {"diag": diag, "q_ret": q_ret.reshape(shape), "q_opc": q_opc.reshape(shape), "g": g.reshape(*shape, -1),
                 "k": k.reshape(*shape, -1), "z": z.reshape(*shape, -1), "V": V.reshape(shape),
                 "rho": rho.reshape(shape), "weight": weight.reshape(shape)}
 

@@ -101,7 +101,6 @@ def test_numpy_gradient_terms_and_diagnostics_equal_autograd(flags, activation):
     ref, g_ref = _autograd(net, avg, batch, cfg)
     flat, out = _numpy_gradient(net, avg, batch, cfg)
     _assert_grads_close(flat, g_ref)
-    np.testing.assert_allclose(out["loss"], float(ref["loss"].detach()), rtol=1e-4)   # float32 against float64
     for key in ("q_ret", "q_opc", "g", "k", "z", "V", "rho", "weight"):    # float32 against float64, as above
         want = ref[key].detach()
         torch.testing.assert_close(torch.from_numpy(out[key]).double(), want, rtol=1e-4,
