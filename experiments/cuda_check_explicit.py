@@ -20,7 +20,7 @@ Rerun on an H200 at 17:29 UTC the same day at `7ad3e36` (NPG's π_old now from t
 forward; ``results/snapshot`` moved aside for the call): passed, every relative difference < 8.6e-7; and
 at 17:51 with ``npg_pi_old_vs_module`` (π_old's log-probabilities from the explicit forward against the
 module's): 0.0 on the CPU and on the device, the rest as before. Continuous ACER's written-out torch update
-(``ExplicitSDN``) was replaced by the NumPy one (CPU only) on 2026-11-28; since then the ACER part compares
+(``ExplicitSDN``) was replaced by the NumPy one (CPU only) on 2026-11-27; since then the ACER part compares
 the device's autograd update with the CPU's autograd and NumPy updates."""
 import json
 import sys
