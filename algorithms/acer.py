@@ -378,6 +378,9 @@ class ACER(Algorithm):
 
     def learn(self) -> None:
         cfg, run = self.cfg, self.run
+        if self.explicit:      # the NumPy update reads and writes θ, θ_avg and ∇ through views: still the parameters'?
+            self.flat.check()
+            self.avg_flat.check()
         while self.step < run.total_steps:
             lr = cfg.learning_rate * (
                 (1.0 - self.step / run.total_steps) if cfg.lr_schedule == "linear" else 1.0

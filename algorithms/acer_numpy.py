@@ -148,8 +148,9 @@ class NumpySDN:
     def gradient(self, batch: Trajectory, cfg: TermsConfig) -> dict:
         """One update's terms on a (T, B) batch, ∇_θ loss written into ``flat.grad``. Returns ``diag``
         (floats, as ``continuous_terms``' diag) and the terms (q_ret, q_opc, g, k, z, V, ρ, weight) for tests.
-        ρ_t or ρ'_t may overflow to ∞ (then min(c, ρ) = c and (1 − c/ρ')₊ = 1), silently as in torch."""
-        with np.errstate(over="ignore"):
+        ρ_t or ρ'_t may overflow to ∞ (then min(c, ρ) = c and (1 − c/ρ')₊ = 1); overflows and NaNs pass silently,
+        as in torch (the runner's divergence check stops a run whose loss or parameters are not finite)."""
+        with np.errstate(over="ignore", invalid="ignore"):
             return self._gradient(batch, cfg)
 
     def _gradient(self, batch: Trajectory, cfg: TermsConfig) -> dict:
@@ -272,10 +273,13 @@ class NumpySDN:
                 "rho": rho.reshape(shape), "weight": weight.reshape(shape)}
 
     def clip_grad_norm(self, max_norm: float) -> float:
-        """∇ ← ∇ · min(1, c / (‖∇‖₂ + 10⁻⁶)), as ``torch.nn.utils.clip_grad_norm_``; returns ‖∇‖₂."""
-        norm = math.sqrt(float(np.dot(self.grad, self.grad)))
-        if max_norm < norm + 1e-6:
-            self.grad *= max_norm / (norm + 1e-6)
+        """∇ ← ∇ · min(1, c / (‖∇‖₂ + 10⁻⁶)), as ``torch.nn.utils.clip_grad_norm_``; returns ‖∇‖₂. A non-finite
+        norm makes every entry NaN, as torch's does (no unclipped step from the finite ones)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            norm = math.sqrt(float(np.dot(self.grad, self.grad)))
+            coef = max_norm / (norm + 1e-6)
+            if not coef >= 1.0:
+                self.grad *= coef
         return norm
 
     def _backward(self, h_v: list[np.ndarray], h_pi: list[np.ndarray], u: np.ndarray, acts: np.ndarray,
@@ -285,7 +289,7 @@ class NumpySDN:
         np.dot(d_A.T, u, out=L2.dW)
         L2.db[:] = d_A.sum()
         delta = activation_backward(L2.W, u, L1.act)                          # δ_k = ∂L/∂A_k w₂ ⊙ f′, (K·M, H)
-        delta *= d_A
+        delta = delta * d_A if delta is L2.W else np.multiply(delta, d_A, out=delta)   # (never write into w₂)
         self.dW_a[:] = np.dot(delta.T, acts)
         delta_s = np.add.reduce(delta.reshape(-1, M, delta.shape[1]), 0)       # Σ_k δ_k, (M, H)
         h_last = h_v[-1][:M]

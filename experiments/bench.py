@@ -23,12 +23,18 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
+# One thread per job for NumPy's BLAS too, as for torch: OpenBLAS reads these when NumPy loads it, so they are
+# set before anything imports NumPy (the DAG's rules set the same); it would otherwise spread ACER's NumPy
+# products over every core.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from algorithms.base import ConfigError
-from experiments.envs import load_catalog, make_env
-from experiments.io import write_csv_atomic
-from experiments.runner import RunContext, git_commit, machine_info, resolve_hyperparams, seed_everything
+import torch  # noqa: E402
+
+from algorithms.base import ConfigError  # noqa: E402
+from experiments.envs import load_catalog, make_env  # noqa: E402
+from experiments.io import write_csv_atomic  # noqa: E402
+from experiments.runner import RunContext, git_commit, machine_info, resolve_hyperparams, seed_everything  # noqa: E402
 
 SAME = {"norm_obs": False, "norm_reward": False}
 SB3_TRPO = {"n_envs": 1, "n_steps": 2048, "batch_size": 128, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95,

@@ -14,6 +14,12 @@ import argparse
 import os
 import sys
 
+# One thread per job for NumPy's BLAS too, as for torch: OpenBLAS reads these when NumPy loads it, so they are
+# set before anything imports NumPy (the DAG's rules set the same); it would otherwise spread ACER's NumPy
+# products over every core.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 
 def parse_sets(items: list[str]) -> dict[str, str]:
     from algorithms.base import ConfigError

@@ -39,3 +39,23 @@ def test_bench_writes_its_table(tmp_path):
 def test_bench_refuses_zero_repeats(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--repeats", "0", "--out", str(tmp_path / "t.csv")])
+
+
+@pytest.mark.parametrize("module", ["experiments.bench", "experiments.run"])
+def test_entry_points_pin_blas_to_one_thread_before_numpy_loads(module):
+    """One thread per job for NumPy's BLAS as for torch (ACER's update is NumPy products): the entry points set
+    OMP/OpenBLAS/MKL threads to 1 before NumPy is imported, and leave a value the user set alone."""
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import {module}, os, sys; sys.stdout.write(' '.join(os.environ[v] for v in "
+            "('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')))")
+    from pathlib import Path
+
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    clean = {k: v for k, v in os.environ.items() if k not in names}
+    run = lambda env: subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1],  # noqa: E731
+                                     capture_output=True, text=True, check=True).stdout
+    assert run(clean) == "1 1 1"
+    assert run({**clean, "OPENBLAS_NUM_THREADS": "2"}) == "1 2 1"
