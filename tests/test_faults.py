@@ -145,9 +145,11 @@ def test_hard_killed_dag_resumes_with_the_same_command(tmp_path, root):
     p = subprocess.Popen(command("results"), cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
     first = repo / runs[0].format(res="results")
+    dirs = [repo / r.format(res="results") for r in runs]
     deadline = time.time() + 300
-    while time.time() < deadline and p.poll() is None:
-        if (first / "checkpoint.pt").exists() and n_rows(first / "progress.csv") >= 40:
+    while time.time() < deadline and p.poll() is None:   # mid-run, and every run checkpointed (or finished)
+        if (first / "checkpoint.pt").exists() and n_rows(first / "progress.csv") >= 40 and all(
+                (d / "checkpoint.pt").exists() or (d / "summary.json").exists() for d in dirs):
             break
         time.sleep(0.05)
     assert p.poll() is None, "the DAG finished before it could be killed"
