@@ -32,11 +32,13 @@ from torch import nn
 
 from algorithms.acer_continuous import SDNet
 from algorithms.core.acer_ops import TermsConfig
+from algorithms.core.distributions import LOG_2PI
 from algorithms.core.explicit import FlatParams, layers
+from algorithms.core.fast import activate_
 from algorithms.core.nets import linear_stack
 from algorithms.core.replay import Trajectory
 
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+HALF_LOG_2PI = 0.5 * LOG_2PI
 
 
 @dataclass
@@ -62,11 +64,7 @@ def forward(net: list[NpLayer], x: np.ndarray) -> list[np.ndarray]:
     for L in net:
         z = np.dot(hs[-1], L.Wt)
         z += L.b
-        if L.act == "tanh":
-            np.tanh(z, out=z)
-        elif L.act == "relu":
-            np.maximum(z, 0, out=z)
-        hs.append(z)
+        hs.append(activate_(z, L.act))
     return hs
 
 
@@ -192,11 +190,7 @@ class NumpySDN:
         zs += L1.b
         u = np.dot(acts, self.W_a.T).reshape(K, M, -1)
         u += zs
-        u = u.reshape(K * M, -1)
-        if L1.act == "tanh":
-            np.tanh(u, out=u)
-        elif L1.act == "relu":
-            np.maximum(u, 0, out=u)
+        u = activate_(u.reshape(K * M, -1), L1.act)
         A = (np.dot(u, L2.Wt) + L2.b).reshape(K, M)
         A_mean = np.add.reduce(A[2:], 0) * (1.0 / n)
         q_a, q_ap = V + (A[0] - A_mean), V + (A[1] - A_mean)

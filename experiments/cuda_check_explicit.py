@@ -3,8 +3,8 @@ and against the CPU: PPO's minibatch gradient, NPG's g and F·v, FlatAdam's step
 (its autograd gradient, the path it takes off the CPU, and FlatRMSprop's step on every device; on the CPU the
 NumPy update, ``acer_numpy.NumpySDN``, against it). Prints JSON; exit 1 if a relative difference is ≥ 1e-4.
 Standalone and light (torch, numpy, gymnasium and its three small dependencies only), so it runs on the lent
-GPU machine when the full ``experiments.cuda_check``
-bundle does not fit beside the tracked tree (2026-11-26: 61.5 MB tracked + 28 MiB of wheels > 64 MiB):
+GPU machine when the full ``experiments.cuda_check`` bundle does not fit beside the tracked tree (2026-11-26:
+61.5 MB tracked + 28 MiB of wheels > 64 MiB):
 
     # the wheels of gymnasium, cloudpickle, farama-notifications, typing_extensions in DIR (carried)
     python3 -m pip install -q --no-index --no-deps --target /tmp/site DIR/*.whl

@@ -61,7 +61,7 @@ class NumpyActor:
         for w, b, act in self.layers:
             x = np.dot(x, w)      # np.dot, not @: 0.2 µs less per call on these small arrays, the same bits
             x += b
-            if act == "tanh":
+            if act == "tanh":       # ``activate_`` inlined: a call costs 0.1 µs a layer on this per-step path
                 np.tanh(x, out=x)
             elif act == "relu":
                 np.maximum(x, 0, out=x)
@@ -100,6 +100,15 @@ class NumpyActor:
             c = np.add.accumulate(np.exp(phi - np.maximum.reduce(phi, axis=1, keepdims=True)), axis=1)
             return np.minimum(np.add.reduce(c < noise * c[:, -1:], axis=1), phi.shape[1] - 1)
         return phi + self.std * noise
+
+
+def activate_(x: np.ndarray, act: str) -> np.ndarray:
+    """h = f(x) in place for the MLPs' activations ("tanh", "relu"; anything else is the identity)."""
+    if act == "tanh":
+        np.tanh(x, out=x)
+    elif act == "relu":
+        np.maximum(x, 0, out=x)
+    return x
 
 
 def torch_seed_for_numpy() -> int:
